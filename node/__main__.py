@@ -1,0 +1,55 @@
+"""Run one node: ``python -m node --port 5000 --seeds host:port,...`` (see --help)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import sys
+
+from .app import build_node, create_app
+from .config import ConfigError, from_args
+
+log = logging.getLogger("node")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the WSGI server and exactly one gossip loop; return the exit status."""
+    try:
+        config = from_args(argv)
+    except ConfigError as exc:
+        print(f"node: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s {config.name or config.advertised()} %(name)s: %(message)s",
+    )
+    import waitress
+
+    try:
+        node = build_node(config)
+        server = waitress.create_server(create_app(node=node), host=config.host, port=config.port,
+                                        threads=config.threads, ident="sd-node")
+    except (sqlite3.Error, OSError) as exc:
+        print(f"node: cannot start: {exc}", file=sys.stderr)
+        return 1
+    # As PID 1 in a container SIGTERM has no default action: turn it into a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    node.start()
+    log.info("serving %s on %s:%s, seeds %s, interval %ss, fanout %d, ttl %ss",
+             node.address, config.host, config.port, ",".join(config.seeds) or "-",
+             config.interval, config.fanout, config.ttl)
+    try:
+        server.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        node.stop()
+        server.close()
+        node.store.close()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Node configuration: one dataclass, presets built from it, one reader of flags and env."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+ENV_PREFIX = "SD_"
+
+_HOSTPORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-_]{0,252}))" r":(\d{1,5})$")
+
+
+class ConfigError(ValueError):
+    """Raised when configuration is invalid; the message is one line meant for a human."""
+
+
+def is_hostport(value: object) -> bool:
+    """Tell whether ``value`` is a ``host:port`` string with a port in 1..65535."""
+    if not isinstance(value, str):
+        return False
+    m = _HOSTPORT.match(value)
+    return bool(m) and 0 < int(m.group(1)) < 65536
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a node needs to run; every field has a default except ``port``."""
+
+    # Interface the HTTP server binds to (the image sets 0.0.0.0 inside its container).
+    host: str = "127.0.0.1"
+    # TCP port of the HTTP server; required (there is no sensible default to share).
+    port: int | None = None
+    # host:port that peers and clients use to reach this node; derived from the
+    # hostname (or ``host`` when it is not a wildcard) and ``port`` when empty.
+    advertise: str | None = None
+    # host:port of seed nodes, contacted at start and retried while unreachable.
+    seeds: tuple[str, ...] = ()
+    # SQLite file holding every entry; created with its schema when missing.
+    db: str = "registry.db"
+    # Seconds between gossip rounds (memberlist LAN: 0.2 s; Cassandra: 1 s).
+    interval: float = 1.0
+    # Peers contacted per round (memberlist and chitchat use 3).
+    fanout: int = 3
+    # Seconds a registration stays healthy after its last renewal.
+    ttl: float = 30.0
+    # Seconds an expired registration is still listed (status "expired") before removal.
+    expire_grace: float = 30.0
+    # Seconds a deregistration tombstone is kept before garbage collection; must
+    # exceed ttl + expire_grace so no unrenewed copy can outlive it anywhere.
+    tombstone_ttl: float = 120.0
+    # Seconds added to this node's wall clock (testing aid for clock skew).
+    clock_offset: float = 0.0
+    # Seconds one gossip exchange may take before the peer counts as failed.
+    timeout: float = 1.0
+    # Seconds a client-supplied last_update may lie ahead of this node's clock.
+    max_future: float = 60.0
+    # Largest accepted body of a client request, in bytes.
+    max_body: int = 16 * 1024
+    # Largest accepted body of a gossip message, in bytes.
+    max_gossip_body: int = 16 * 1024 * 1024
+    # Worker threads of the WSGI server.
+    threads: int = 8
+    # Python logging level name.
+    log_level: str = "INFO"
+    # Extra per-run label shown in logs (harness sets it to the node name).
+    name: str = field(default="")
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between renewals of the node's own entry: a third of its lease."""
+        return self.ttl / 3
+
+    def advertised(self) -> str:
+        """Return the host:port peers use for this node."""
+        if self.advertise:
+            return self.advertise
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        return f"{host}:{self.port}"
+
+    def validate(self) -> Config:
+        """Check every field and return self; raise ConfigError naming the first bad one."""
+        if self.port is None:
+            raise ConfigError("port is required (--port or SD_PORT)")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be 1..65535, got {self.port}")
+        if self.advertise is not None and not is_hostport(self.advertise):
+            raise ConfigError(f"advertise must be HOST:PORT, got {self.advertise!r}")
+        for seed in self.seeds:
+            if not is_hostport(seed):
+                raise ConfigError(f"seed must be HOST:PORT, got {seed!r}")
+        for name in ("interval", "ttl", "timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("expire_grace", "max_future"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.fanout < 1:
+            raise ConfigError(f"fanout must be >= 1, got {self.fanout}")
+        if self.tombstone_ttl <= self.ttl + self.expire_grace:
+            raise ConfigError(
+                f"tombstone_ttl ({self.tombstone_ttl}) must exceed ttl + expire_grace "
+                f"({self.ttl + self.expire_grace}) or deleted entries could come back"
+            )
+        if self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        return self
+
+
+DEFAULT = Config()
+"""LAN defaults: 1 s rounds to 3 peers, 30 s leases (Cassandra-like pace)."""
+
+LOCAL = dataclasses.replace(DEFAULT, interval=0.2, ttl=6.0, expire_grace=6.0, tombstone_ttl=60.0, timeout=0.5)
+"""One machine or one Docker bridge: memberlist's 200 ms rounds, 6 s leases."""
+
+TEST = dataclasses.replace(LOCAL, interval=0.05, timeout=0.2, log_level="WARNING")
+"""In-process tests: fast rounds, quiet logs."""
+
+PRESETS = {"default": DEFAULT, "local": LOCAL, "test": TEST}
+
+# flag name -> (converter, help); the env var is SD_<FLAG upper, dashes as underscores>.
+_FIELDS: dict[str, tuple[type, str]] = {
+    "preset": (str, "base preset: default, local or test"),
+    "host": (str, "interface to bind"),
+    "port": (int, "HTTP port (required)"),
+    "advertise": (str, "HOST:PORT peers and clients use to reach this node"),
+    "seeds": (str, "comma-separated HOST:PORT of seed nodes"),
+    "db": (str, "SQLite file"),
+    "interval": (float, "seconds between gossip rounds"),
+    "fanout": (int, "peers contacted per round"),
+    "ttl": (float, "lease of a registration, seconds"),
+    "expire-grace": (float, "seconds an expired entry is listed before removal"),
+    "tombstone-ttl": (float, "seconds a deregistration is remembered"),
+    "clock-offset": (float, "seconds added to this node's wall clock (testing aid)"),
+    "timeout": (float, "seconds one gossip exchange may take"),
+    "max-future": (float, "seconds a client last_update may lie in the future"),
+    "threads": (int, "WSGI worker threads"),
+    "log-level": (str, "DEBUG, INFO, WARNING or ERROR"),
+    "name": (str, "label shown in log lines"),
+}
+
+
+def env_name(flag: str) -> str:
+    """Return the environment variable that stands for ``--flag``."""
+    return ENV_PREFIX + flag.upper().replace("-", "_")
+
+
+def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build a validated Config from a preset, then env vars, then flags (flags win)."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="python -m node",
+        description="Gossip service-discovery registry node. Every flag has an SD_* env equivalent.",
+    )
+    for flag, (_, help_) in _FIELDS.items():
+        parser.add_argument(f"--{flag}", help=f"{help_} [env {env_name(flag)}]")
+    args = vars(parser.parse_args(argv))
+
+    raw: dict[str, str] = {}
+    for flag in _FIELDS:
+        key = flag.replace("-", "_")
+        value = args.get(key)
+        if value is None:
+            value = environ.get(env_name(flag))
+        if value is not None and value != "":
+            raw[key] = value
+
+    preset_name = raw.pop("preset", "default")
+    if preset_name not in PRESETS:
+        raise ConfigError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
+    values: dict[str, object] = {}
+    for key, value in raw.items():
+        conv = _FIELDS[key.replace("_", "-")][0]
+        if key == "seeds":
+            values[key] = tuple(s.strip() for s in value.split(",") if s.strip())
+            continue
+        try:
+            values[key] = conv(value)
+        except ValueError:
+            raise ConfigError(f"{key.replace('_', '-')} must be a {conv.__name__}, got {value!r}") from None
+    try:
+        return dataclasses.replace(PRESETS[preset_name], **values).validate()
+    except TypeError as exc:  # pragma: no cover - guarded by _FIELDS
+        raise ConfigError(str(exc)) from None

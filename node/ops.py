@@ -1,0 +1,92 @@
+"""Peer and operator endpoints: gossip, health, metrics, clock offset."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from .app import get_node
+from .gossip import Node, ProtocolError
+from .transport import GOSSIP_PATH
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.post(GOSSIP_PATH)
+def gossip():
+    """Answer a peer's gossip message (internal; see node.gossip)."""
+    node = get_node()
+    request.max_content_length = node.config.max_gossip_body
+    message = request.get_json(force=True, silent=True)
+    if message is None:
+        abort(400, "gossip message must be JSON")
+    try:
+        reply = node.handle(message)
+    except ProtocolError as exc:
+        abort(400, str(exc))
+    resp = jsonify(reply)
+    received = (request.content_length or 0) + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+    sent = len(resp.get_data()) + sum(len(k) + len(v) + 4 for k, v in resp.headers.items())
+    node.stats.add(bytes_received=received, bytes_sent=sent)
+    return resp
+
+
+@bp.get("/health")
+def health():
+    """Report liveness with a few facts about this node."""
+    node = get_node()
+    return jsonify(status="ok", address=node.address, entries=len(node.listing()), peers=len(node.peers()))
+
+
+@bp.route("/admin/clock", methods=["GET", "POST"])
+def clock():
+    """Read or set this node's wall-clock offset (a testing aid for clock skew)."""
+    node = get_node()
+    if request.method == "POST":
+        body = request.get_json(force=True, silent=True)
+        offset = body.get("offset") if isinstance(body, dict) else None
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or abs(offset) > 10 * 365 * 86400:
+            abort(400, "body must be {\"offset\": seconds} with |offset| <= 10 years")
+        node.clock.offset = float(offset)
+    return jsonify(offset=node.clock.offset, wall=node.clock.wall())
+
+
+class NodeCollector:
+    """Prometheus collector reading a node's counters and store at scrape time."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self):
+        n, s = self.node, self.node.stats
+        counters = [
+            ("sd_gossip_rounds", "Gossip rounds run", s.rounds),
+            ("sd_gossip_exchanges_failed", "Exchanges that failed (peer down, cut, slow)", s.exchanges_failed),
+            ("sd_gossip_exchanges_ok", "Exchanges that completed", s.exchanges_ok),
+            ("sd_gossip_bytes_sent", "Gossip bytes sent, HTTP headers included", s.bytes_sent),
+            ("sd_gossip_bytes_received", "Gossip bytes received, HTTP headers included", s.bytes_received),
+            ("sd_gossip_merges_applied", "Entries changed by merging gossip", s.merges_applied),
+        ]
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=value)
+        live = n.store.live(n.clock.now())
+        tombstones = sum(1 for e in live.values() if e.deleted)
+        yield GaugeMetricFamily("sd_registry_entries", "Listed entries (healthy and expired)", value=len(live) - tombstones)
+        yield GaugeMetricFamily("sd_registry_tombstones", "Deregistrations remembered", value=tombstones)
+        yield GaugeMetricFamily("sd_gossip_known_peers", "Live peer nodes known", value=len(n.peers()))
+        yield GaugeMetricFamily("sd_clock_offset_seconds", "Wall-clock offset (testing aid)", value=n.clock.offset)
+
+
+@bp.get("/metrics")
+def metrics():
+    """Expose metrics in the Prometheus text format."""
+    registry = current_app.extensions["sd_metrics"]
+    return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
+
+
+def metrics_registry(node: Node) -> CollectorRegistry:
+    """Return a Prometheus registry holding this node's collector (one per app)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node))
+    return registry

@@ -1,0 +1,257 @@
+"""The gossip protocol, pure: entries, versions, merge, leases, digests, deltas, peer choice.
+
+Algorithm in brief
+------------------
+* Every registered instance is an :class:`Entry` keyed by its address. Each write
+  (registration, renewal, deregistration) made at a node gets a version from that
+  node's Lamport clock: ``max(everything the node has seen) + 1``. The pair
+  ``(version, origin)`` orders writes totally; the larger one wins. A write made after
+  a node has heard of another write therefore always beats it, whichever node took it,
+  and no wall clock is compared across machines: a node whose clock is minutes off
+  cannot overwrite newer data.
+* Merging two states keeps, per address, the entry with the larger ``(version, origin)``.
+  This is a join (commutative, associative, idempotent), so gossip converges whatever
+  the order and duplication of messages.
+* Leases are measured in durations, never in another machine's timestamps. An entry
+  carries its *age* on the wire (seconds since the renewal it records); the receiver
+  stores ``renewed_at = now - age`` on its own clock. On every node an entry is
+  ``healthy`` while ``now < renewed_at + ttl``, ``expired`` while
+  ``now < renewed_at + ttl + expire_grace``, and gone from then on; all nodes agree on
+  these instants up to the message delay, so expiry needs no message of its own.
+* A deregistration is a tombstone: an entry with ``deleted=True`` and a new version. It
+  beats every older registration and is collected ``tombstone_ttl`` after the deletion;
+  since ``tombstone_ttl > ttl + expire_grace``, by then every unrenewed copy of an older
+  registration has expired everywhere and cannot bring the instance back.
+* One exchange is a push-pull handshake (scuttlebutt style): the initiator sends a
+  digest ``{address: (version, origin)}``; the receiver answers with the entries the
+  initiator lacks or has older, and the addresses it wants; the initiator sends those.
+  A converged pair therefore sends digests only.
+
+Everything here takes the time (``now``) and randomness (``rng``) as parameters and
+does no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+NODE_APP = "service-discovery"
+"""app_name under which every node registers itself; such entries are the peers."""
+
+HEALTHY = "healthy"
+EXPIRED = "expired"
+DELETED = "deleted"
+GONE = "gone"
+
+Stamp = tuple[int, str]
+"""Order of a write: (Lamport version, origin node address)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Lease rules shared by every node of a cluster (seconds)."""
+
+    ttl: float
+    expire_grace: float
+    tombstone_ttl: float
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One instance as a node stores it.
+
+    ``renewed_at`` is on the storing node's own lease clock; ``last_update`` is the wall
+    time stamped by the node (or client) that accepted the write, for display only.
+    """
+
+    address: str
+    app_name: str
+    last_update: int
+    version: int
+    origin: str
+    deleted: bool
+    renewed_at: float
+
+    @property
+    def stamp(self) -> Stamp:
+        """Return the total order key of the write this entry records."""
+        return (self.version, self.origin)
+
+    def age(self, now: float) -> float:
+        """Return seconds since the renewal (or deletion) this entry records, never < 0."""
+        return max(0.0, now - self.renewed_at)
+
+    def status(self, now: float, lease: Lease) -> str:
+        """Return healthy, expired, deleted or gone at ``now`` under ``lease``.
+
+        Boundaries are half-open: healthy on ``[renewed_at, renewed_at + ttl)``, expired
+        on ``[renewed_at + ttl, renewed_at + ttl + expire_grace)``, gone afterwards; a
+        tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone.
+        """
+        age = now - self.renewed_at
+        if self.deleted:
+            return DELETED if age < lease.tombstone_ttl else GONE
+        if age < lease.ttl:
+            return HEALTHY
+        if age < lease.ttl + lease.expire_grace:
+            return EXPIRED
+        return GONE
+
+    def to_wire(self, now: float) -> list:
+        """Encode for a gossip message: a compact list, age instead of a local time."""
+        return [
+            self.address,
+            self.app_name,
+            self.last_update,
+            self.version,
+            self.origin,
+            1 if self.deleted else 0,
+            round(self.age(now), 3),
+        ]
+
+    @classmethod
+    def from_wire(cls, item: Sequence, now: float) -> Entry:
+        """Decode a gossip list; raise ValueError when it is malformed."""
+        if not isinstance(item, (list, tuple)) or len(item) != 7:
+            raise ValueError("entry must be a list of 7 fields")
+        address, app_name, last_update, version, origin, deleted, age = item
+        if not (isinstance(address, str) and isinstance(app_name, str) and isinstance(origin, str)):
+            raise ValueError("address, app_name and origin must be strings")
+        if not _is_int(version) or version < 1:
+            raise ValueError("version must be a positive integer")
+        if not _is_int(last_update) or not _is_number(age) or age < 0 or deleted not in (0, 1):
+            raise ValueError("last_update, deleted or age has the wrong type")
+        return cls(address, app_name, int(last_update), int(version), origin, bool(deleted), now - float(age))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def newer(a: Entry | None, b: Entry | None) -> Entry | None:
+    """Return whichever of two versions of one address wins (the larger stamp)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if b.stamp > a.stamp else a
+
+
+def merge(local: Mapping[str, Entry], remote: Iterable[Entry]) -> dict[str, Entry]:
+    """Return the entries of ``remote`` that beat ``local`` (what a merge must write)."""
+    changed: dict[str, Entry] = {}
+    for entry in remote:
+        current = changed.get(entry.address) or local.get(entry.address)
+        if current is None or entry.stamp > current.stamp:
+            changed[entry.address] = entry
+    return changed
+
+
+def join(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> dict[str, Entry]:
+    """Return the merge of two whole states (the lattice join used by the properties)."""
+    out = dict(a)
+    out.update(merge(a, b.values()))
+    return out
+
+
+def is_live(entry: Entry, now: float, lease: Lease) -> bool:
+    """Tell whether an entry still exists at ``now`` (listed, or remembered as tombstone)."""
+    return entry.status(now, lease) != GONE
+
+
+def digest(entries: Iterable[Entry]) -> dict[str, Stamp]:
+    """Return the gossip digest: address -> stamp of every entry held."""
+    return {e.address: e.stamp for e in entries}
+
+
+def delta(
+    local: Mapping[str, Entry], remote_digest: Mapping[str, Stamp]
+) -> tuple[list[Entry], list[str]]:
+    """Compare local entries with a peer's digest.
+
+    Return (entries the peer lacks or holds older, addresses the peer holds newer).
+    """
+    send = [e for a, e in local.items() if a not in remote_digest or e.stamp > tuple(remote_digest[a])]
+    want = [a for a, s in remote_digest.items() if a not in local or tuple(s) > local[a].stamp]
+    return send, want
+
+
+def view_hash(entries: Iterable[Entry]) -> str:
+    """Return a short hash of the listed view (live registrations); equal hashes = converged.
+
+    It covers what every node must agree on (address, app_name, last_update and the write
+    stamp) and leaves out what is local by design: the lease clock and the status.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    for e in sorted(entries, key=lambda e: e.address):
+        if e.deleted:
+            continue
+        h.update(f"{e.address}\0{e.app_name}\0{e.last_update}\0{e.version}\0{e.origin}\n".encode())
+    return h.hexdigest()
+
+
+def select_peers(
+    rng: random.Random,
+    live: Sequence[str],
+    seeds: Sequence[str],
+    me: str,
+    fanout: int,
+) -> list[str]:
+    """Choose this round's peers.
+
+    ``fanout`` distinct peers uniformly among live known nodes. Seeds not among them are
+    retried: all of them while no live node is known (bootstrap), otherwise one at random
+    with probability ``unreachable_seeds / (live + 1)`` (Cassandra's rule), so a cluster
+    re-forms after a partition or a full restart without biasing the uniform choice much.
+    """
+    live_set = sorted(set(live) - {me})
+    down_seeds = sorted(set(seeds) - set(live_set) - {me})
+    if not live_set:
+        return down_seeds
+    peers = rng.sample(live_set, min(fanout, len(live_set)))
+    if down_seeds and rng.random() < len(down_seeds) / (len(live_set) + 1):
+        peers.append(rng.choice(down_seeds))
+    return peers
+
+
+def live_peers(entries: Iterable[Entry], now: float, lease: Lease, me: str) -> list[str]:
+    """Return the addresses of node entries that are healthy at ``now``, except ``me``."""
+    return [
+        e.address
+        for e in entries
+        if e.app_name == NODE_APP and e.address != me and e.status(now, lease) == HEALTHY
+    ]
+
+
+def register(
+    current: Entry | None,
+    clock: int,
+    *,
+    address: str,
+    app_name: str,
+    last_update: int,
+    origin: str,
+    now: float,
+    deleted: bool = False,
+) -> Entry:
+    """Return the entry a local write creates, versioned above ``current`` and ``clock``."""
+    base = max(clock, current.version if current else 0)
+    return Entry(address, app_name, last_update, base + 1, origin, deleted, now)
+
+
+def deregister(current: Entry | None, clock: int, *, address: str, origin: str, wall: int, now: float) -> Entry:
+    """Return the tombstone a local deregistration creates."""
+    app = current.app_name if current else ""
+    return register(current, clock, address=address, app_name=app, last_update=wall, origin=origin, now=now, deleted=True)
+
+
+def rebase(entry: Entry, now: float) -> Entry:
+    """Return ``entry`` with its renewal moved to ``now`` (used in tests and sims)."""
+    return replace(entry, renewed_at=now)

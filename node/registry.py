@@ -1,0 +1,163 @@
+"""Client API: list, register, deregister, digest, perform_update (JSON in and out)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from flask import Blueprint, abort, jsonify, request
+
+from . import protocol
+from .app import get_node
+from .config import is_hostport
+from .protocol import Entry
+
+bp = Blueprint("registry", __name__, url_prefix="/registry")
+# The design note also spells the registration path /register/register_instance.
+legacy_bp = Blueprint("register", __name__, url_prefix="/register")
+
+MAX_APP_NAME = 255
+STATUSES = (protocol.HEALTHY, protocol.EXPIRED)
+
+
+def entry_view(entry: Entry, now: float) -> dict:
+    """Return the client-facing JSON of one entry."""
+    lease = get_node().lease
+    return {
+        "app_name": entry.app_name,
+        "last_update": entry.last_update,
+        "status": entry.status(now, lease),
+        "version": entry.version,
+    }
+
+
+def json_body() -> dict:
+    """Return the request body as a JSON object, or abort with 400."""
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        abort(400, "body must be a JSON object")
+    return body
+
+
+def field_address(body: dict) -> str:
+    address = body.get("address")
+    if not isinstance(address, str):
+        abort(400, "address is required and must be a string")
+    if not is_hostport(address):
+        abort(400, f"address must be host:port with a port in 1..65535, got {address!r}")
+    return address
+
+
+def field_app_name(body: dict) -> str:
+    name = body.get("app_name")
+    if not isinstance(name, str) or not name.strip():
+        abort(400, "app_name is required and must be a non-empty string")
+    if len(name) > MAX_APP_NAME:
+        abort(400, f"app_name is longer than {MAX_APP_NAME} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        abort(400, "app_name must not contain control characters")
+    return name
+
+
+def field_last_update(body: dict) -> int | None:
+    value = body.get("last_update")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        abort(400, "last_update must be a unix timestamp (a number)")
+    if value < 0:
+        abort(400, "last_update must not be negative")
+    node = get_node()
+    ahead = value - node.clock.wall()
+    if ahead > node.config.max_future:
+        abort(400, f"last_update is {ahead:.0f} s ahead of this node's clock (limit {node.config.max_future:.0f} s)")
+    return int(value)
+
+
+@bp.get("/list")
+def list_instances():
+    """List registered instances keyed by address; filters: app_name, status."""
+    node = get_node()
+    app_name = request.args.get("app_name")
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        abort(400, f"status must be one of {', '.join(STATUSES)}")
+    now = node.clock.now()
+    out = {}
+    for address, entry in sorted(node.listing().items()):
+        view = entry_view(entry, now)
+        if (app_name is None or entry.app_name == app_name) and (status is None or view["status"] == status):
+            out[address] = view
+    return jsonify(out)
+
+
+@bp.post("/register_instance")
+@legacy_bp.post("/register_instance")
+def register_instance():
+    """Register or renew an instance (a heartbeat); last_update is stamped when absent."""
+    body = json_body()
+    address, app_name, last_update = field_address(body), field_app_name(body), field_last_update(body)
+    node = get_node()
+    known = node.store.get(address, node.clock.now())
+    entry = node.register(address, app_name, last_update)
+    view = {"address": address, **entry_view(entry, node.clock.now())}
+    return jsonify(view), 200 if known is not None and not known.deleted else 201
+
+
+@bp.post("/deregister_instance")
+def deregister_instance():
+    """Remove an instance everywhere (a tombstone that gossip spreads)."""
+    address = field_address(json_body())
+    node = get_node()
+    known = node.store.get(address, node.clock.now())
+    entry = node.deregister(address)
+    return jsonify(
+        address=address, deregistered=True, known=known is not None and not known.deleted, version=entry.version
+    )
+
+
+@bp.get("/perform_update")
+def perform_update():
+    """Run one gossip round now (optionally with ?peer=host:port) and report it."""
+    node = get_node()
+    peer = request.args.get("peer")
+    if peer is not None and not is_hostport(peer):
+        abort(400, "peer must be host:port")
+    exchanges = node.run_round([peer] if peer else None)
+    return jsonify(
+        node=node.address,
+        peers=[x.peer for x in exchanges],
+        sent=sum(x.sent for x in exchanges),
+        received=sum(x.received for x in exchanges),
+        exchanges=[x.as_dict() for x in exchanges],
+    )
+
+
+@bp.get("/digest")
+def digest():
+    """Return a short hash of the listed view and its size: equal everywhere = converged."""
+    node = get_node()
+    listing = node.listing()
+    return jsonify(digest=protocol.view_hash(listing.values()), entries=len(listing))
+
+
+@bp.get("/entries")
+def entries():
+    """Return everything this node holds, tombstones included, with first-seen data."""
+    node = get_node()
+    snap = node.store.snapshot()
+    now = node.clock.now()
+    out = {}
+    for address, e in sorted(snap.entries.items()):
+        seen = snap.seen.get(address)
+        out[address] = {
+            "app_name": e.app_name,
+            "last_update": e.last_update,
+            "status": e.status(now, node.lease),
+            "version": e.version,
+            "origin": e.origin,
+            "deleted": e.deleted,
+            "age": round(e.age(now), 3),
+            "seen_at": seen.at if seen else None,
+            "seen_round": seen.round if seen else None,
+        }
+    return jsonify(out)

@@ -1,0 +1,200 @@
+"""Entry storage: SQLite (durable, WAL) or memory, both behind one Store interface.
+
+Writes are serialized by one lock per store and applied to SQLite in a single
+``BEGIN IMMEDIATE`` transaction before the in-memory snapshot is swapped, so a write is
+either fully stored (and survives ``kill -9``: WAL with synchronous=NORMAL loses nothing
+on a process crash) or not at all. Readers take the current immutable snapshot without
+locking, so requests and the gossip loop never wait on each other to read.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+
+from . import protocol
+from .protocol import Entry, Lease
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """When this node first stored the current version of an entry (its own clocks)."""
+
+    at: float
+    round: int
+
+
+@dataclass
+class Snapshot:
+    """An immutable view of a store at one generation."""
+
+    entries: dict[str, Entry]
+    seen: dict[str, Seen]
+    clock: int
+    generation: int = 0
+    _hash: str | None = field(default=None, repr=False)
+
+    def view_hash(self) -> str:
+        """Return the hash of the listed view, computed once per snapshot."""
+        if self._hash is None:
+            self._hash = protocol.view_hash(self.entries.values())
+        return self._hash
+
+
+class Store:
+    """Entries of one node plus its Lamport clock; this base class keeps them in memory."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self._lock = threading.Lock()
+        self._snap = Snapshot({}, {}, 0)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Return the current snapshot (may include entries that are already gone)."""
+        return self._snap
+
+    def live(self, now: float) -> dict[str, Entry]:
+        """Return every entry not yet gone at ``now``: listed ones and tombstones."""
+        return {a: e for a, e in self._snap.entries.items() if protocol.is_live(e, now, self.lease)}
+
+    def get(self, address: str, now: float) -> Entry | None:
+        """Return the live entry of ``address`` or None."""
+        e = self._snap.entries.get(address)
+        return e if e is not None and protocol.is_live(e, now, self.lease) else None
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write_local(
+        self, address: str, now: float, wall: int, origin: str, *, app_name: str | None = None, deleted: bool = False
+    ) -> Entry:
+        """Record a write accepted here (register/renew, or deregister when ``deleted``)."""
+        with self._lock:
+            snap = self._snap
+            current = self.get(address, now)
+            if deleted:
+                entry = protocol.deregister(current, snap.clock, address=address, origin=origin, wall=wall, now=now)
+            else:
+                entry = protocol.register(
+                    current, snap.clock, address=address, app_name=app_name or "", last_update=wall,
+                    origin=origin, now=now,
+                )
+            self._install(snap, [entry], [], now, round_=-1)
+            return entry
+
+    def apply(self, incoming: Iterable[Entry], now: float, round_: int = -1) -> list[Entry]:
+        """Merge entries received by gossip; return those that changed this store."""
+        with self._lock:
+            snap = self._snap
+            fresh = [e for e in incoming if protocol.is_live(e, now, self.lease)]
+            changed = list(protocol.merge(self.live(now), fresh).values())
+            if changed:
+                self._install(snap, changed, [], now, round_)
+            return changed
+
+    def sweep(self, now: float) -> list[str]:
+        """Remove entries that are gone at ``now`` (expired past grace, old tombstones)."""
+        with self._lock:
+            snap = self._snap
+            gone = [a for a, e in snap.entries.items() if not protocol.is_live(e, now, self.lease)]
+            if gone:
+                self._install(snap, [], gone, now, -1)
+            return gone
+
+    def _install(self, snap: Snapshot, upserts: list[Entry], deletes: list[str], now: float, round_: int) -> None:
+        entries = dict(snap.entries)
+        seen = dict(snap.seen)
+        clock = snap.clock
+        rows = []
+        for e in upserts:
+            entries[e.address] = e
+            s = Seen(now, round_)
+            seen[e.address] = s
+            clock = max(clock, e.version)
+            rows.append((e, s))
+        for a in deletes:
+            entries.pop(a, None)
+            seen.pop(a, None)
+        self._persist(rows, deletes, clock)
+        self._snap = Snapshot(entries, seen, clock, snap.generation + 1)
+
+    def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:
+        """Make a write durable; the memory store has nothing to do."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class SqliteStore(Store):
+    """A Store whose every write is committed to a SQLite file before it is visible."""
+
+    def __init__(self, path: str, lease: Lease) -> None:
+        super().__init__(lease)
+        self.path = path
+        self._conn = self._connect()
+        self._init_schema()
+        self._snap = self._load()
+
+    def _connect(self) -> sqlite3.Connection:
+        # One connection used only under self._lock (writes) or at start (load).
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _init_schema(self) -> None:
+        schema = resources.files(__package__).joinpath("schema.sql").read_text()
+        with self._lock:
+            self._conn.executescript(schema)
+
+    def _load(self) -> Snapshot:
+        rows = self._conn.execute(
+            "SELECT address, app_name, last_update, version, origin, deleted, renewed_at, seen_at, seen_round"
+            " FROM entry"
+        ).fetchall()
+        entries = {r[0]: Entry(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows}
+        seen = {r[0]: Seen(r[7], r[8]) for r in rows}
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
+        clock = max([row[0] if row else 0, *(e.version for e in entries.values())])
+        log.info("loaded %d entries from %s (clock %d)", len(entries), self.path, clock)
+        return Snapshot(entries, seen, clock)
+
+    def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany(
+                "INSERT INTO entry (address, app_name, last_update, version, origin, deleted, renewed_at,"
+                " seen_at, seen_round) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(address) DO UPDATE SET app_name = excluded.app_name,"
+                " last_update = excluded.last_update, version = excluded.version, origin = excluded.origin,"
+                " deleted = excluded.deleted, renewed_at = excluded.renewed_at, seen_at = excluded.seen_at,"
+                " seen_round = excluded.seen_round",
+                [
+                    (e.address, e.app_name, e.last_update, e.version, e.origin, int(e.deleted), e.renewed_at,
+                     s.at, s.round)
+                    for e, s in rows
+                ],
+            )
+            c.executemany("DELETE FROM entry WHERE address = ?", [(a,) for a in deletes])
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('clock', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (clock,),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,164 @@
+"""How gossip messages travel: HTTP between real nodes, an in-memory network in tests.
+
+Both transports serialize every message to JSON bytes and count them, so the in-memory
+network exercises the same encoding and byte accounting as the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import requests
+
+Handler = Callable[[dict], dict]
+
+GOSSIP_PATH = "/gossip"
+
+
+class TransportError(Exception):
+    """A message could not be delivered or answered (peer down, cut, slow or broken)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A peer's answer with the bytes that crossed the wire each way (headers included)."""
+
+    body: dict
+    sent: int
+    received: int
+
+
+class Transport(Protocol):
+    """Sends one gossip message to a peer and returns its reply."""
+
+    def send(self, peer: str, message: dict, timeout: float) -> Reply:
+        """Deliver ``message`` to ``peer``; raise TransportError on any failure."""
+        ...
+
+
+def encode(message: dict) -> bytes:
+    """Serialize a message compactly."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+class HttpTransport:
+    """POSTs messages to ``http://<peer>/gossip`` over kept-alive connections."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.trust_env = False  # never route cluster traffic through a proxy
+            self._local.session = s
+        return s
+
+    def send(self, peer: str, message: dict, timeout: float) -> Reply:
+        body = encode(message)
+        try:
+            resp = self._session().post(
+                f"http://{peer}{GOSSIP_PATH}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=(timeout, timeout),
+            )
+        except requests.RequestException as exc:
+            raise TransportError(f"{peer}: {type(exc).__name__}: {exc}") from None
+        sent = len(body) + _header_bytes(resp.request.headers) + len(f"POST {GOSSIP_PATH} HTTP/1.1\r\n")
+        received = len(resp.content) + _header_bytes(resp.headers) + len("HTTP/1.1 200 OK\r\n")
+        if resp.status_code != 200:
+            raise TransportError(f"{peer}: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            return Reply(resp.json(), sent, received)
+        except ValueError:
+            raise TransportError(f"{peer}: reply is not JSON") from None
+
+
+def _header_bytes(headers: Iterable) -> int:
+    return sum(len(k) + len(v) + 4 for k, v in headers.items()) + 2
+
+
+class InMemoryNetwork:
+    """A network of in-process nodes whose links can be cut, healed and made lossy.
+
+    ``cut(a, b)`` stops messages that ``a`` starts towards ``b`` (a one-way partition:
+    ``b`` can still reach ``a`` and get its reply); ``partition`` cuts both ways between
+    groups. Messages are JSON round-tripped like on the wire.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._handlers: dict[str, Handler] = {}
+        self._cut: set[tuple[str, str]] = set()
+        self._down: set[str] = set()
+        self._loss = 0.0
+        self._rng = rng or random.Random(0)
+        self._lock = threading.Lock()
+        self.messages = 0
+        self.bytes = 0
+
+    def attach(self, address: str, handler: Handler) -> InMemoryTransport:
+        """Serve ``handler`` at ``address``; return the transport that node sends with."""
+        self._handlers[address] = handler
+        return InMemoryTransport(self, address)
+
+    def cut(self, src: str, dst: str) -> None:
+        """Drop every message ``src`` starts towards ``dst``."""
+        self._cut.add((src, dst))
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Cut every link between nodes of different groups, both ways."""
+        sets = [set(g) for g in groups]
+        for i, a in enumerate(sets):
+            for b in sets[i + 1 :]:
+                for x in a:
+                    for y in b:
+                        self._cut.update({(x, y), (y, x)})
+
+    def heal(self) -> None:
+        """Restore every link and remove loss."""
+        self._cut.clear()
+        self._loss = 0.0
+
+    def set_down(self, address: str, down: bool = True) -> None:
+        """Make a node unreachable (as if killed) or reachable again."""
+        (self._down.add if down else self._down.discard)(address)
+
+    def set_loss(self, fraction: float) -> None:
+        """Drop each message with this probability."""
+        self._loss = fraction
+
+    def deliver(self, src: str, dst: str, message: dict) -> Reply:
+        """Carry one request/response; raise TransportError when it cannot pass."""
+        if (src, dst) in self._cut or dst in self._down or src in self._down:
+            raise TransportError(f"{dst}: unreachable from {src}")
+        handler = self._handlers.get(dst)
+        if handler is None:
+            raise TransportError(f"{dst}: no such node")
+        with self._lock:
+            lost = self._loss and self._rng.random() < self._loss
+        if lost:
+            raise TransportError(f"{dst}: message lost")
+        body = encode(message)
+        reply = encode(handler(json.loads(body)))
+        with self._lock:
+            self.messages += 2
+            self.bytes += len(body) + len(reply)
+        return Reply(json.loads(reply), len(body), len(reply))
+
+
+class InMemoryTransport:
+    """The sending end of one node on an InMemoryNetwork."""
+
+    def __init__(self, network: InMemoryNetwork, address: str) -> None:
+        self.network = network
+        self.address = address
+
+    def send(self, peer: str, message: dict, timeout: float) -> Reply:
+        return self.network.deliver(self.address, peer, message)
