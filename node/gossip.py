@@ -107,7 +107,8 @@ class Node:
         """Register this node as an entry when missing, changed or due for renewal."""
         now = self.clock.now()
         mine = self.store.get(self.address, now)
-        if mine is None or mine.deleted or mine.app_name != NODE_APP or now - mine.renewed_at >= self.config.renew_every:
+        due = mine is None or now - mine.renewed_at >= self.config.renew_every
+        if due or mine.deleted or mine.app_name != NODE_APP:
             self.register(self.address, NODE_APP)
 
     # -- views -------------------------------------------------------------------------
@@ -154,7 +155,8 @@ class Node:
                 now = self.clock.now()
                 local = self.store.live(now)
                 push = [local[a].to_wire(now) for a in want if a in local]
-                ack = self.transport.send(peer, {"type": "ack", "from": self.address, "entries": push}, self.config.timeout)
+                ack_msg = {"type": "ack", "from": self.address, "entries": push}
+                ack = self.transport.send(peer, ack_msg, self.config.timeout)
                 result.bytes_sent += ack.sent
                 result.bytes_received += ack.received
                 result.sent = len(push)

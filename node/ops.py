@@ -72,7 +72,8 @@ class NodeCollector:
             yield CounterMetricFamily(name, doc, value=value)
         live = n.store.live(n.clock.now())
         tombstones = sum(1 for e in live.values() if e.deleted)
-        yield GaugeMetricFamily("sd_registry_entries", "Listed entries (healthy and expired)", value=len(live) - tombstones)
+        listed = len(live) - tombstones
+        yield GaugeMetricFamily("sd_registry_entries", "Listed entries (healthy and expired)", value=listed)
         yield GaugeMetricFamily("sd_registry_tombstones", "Deregistrations remembered", value=tombstones)
         yield GaugeMetricFamily("sd_gossip_known_peers", "Live peer nodes known", value=len(n.peers()))
         yield GaugeMetricFamily("sd_clock_offset_seconds", "Wall-clock offset (testing aid)", value=n.clock.offset)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 NODE_APP = "service-discovery"
 """app_name under which every node registers itself; such entries are the peers."""
@@ -249,9 +249,7 @@ def register(
 def deregister(current: Entry | None, clock: int, *, address: str, origin: str, wall: int, now: float) -> Entry:
     """Return the tombstone a local deregistration creates."""
     app = current.app_name if current else ""
-    return register(current, clock, address=address, app_name=app, last_update=wall, origin=origin, now=now, deleted=True)
+    return register(
+        current, clock, address=address, app_name=app, last_update=wall, origin=origin, now=now, deleted=True
+    )
 
-
-def rebase(entry: Entry, now: float) -> Entry:
-    """Return ``entry`` with its renewal moved to ``now`` (used in tests and sims)."""
-    return replace(entry, renewed_at=now)

@@ -54,6 +54,8 @@ class Store:
         self.lease = lease
         self._lock = threading.Lock()
         self._snap = Snapshot({}, {}, 0)
+        # While not None, merges are buffered here instead of applied (see hold()).
+        self._held: list[Entry] | None = None
 
     # -- reading ---------------------------------------------------------------------
 
@@ -95,9 +97,23 @@ class Store:
             snap = self._snap
             fresh = [e for e in incoming if protocol.is_live(e, now, self.lease)]
             changed = list(protocol.merge(self.live(now), fresh).values())
-            if changed:
+            if self._held is not None:
+                self._held.extend(changed)
+            elif changed:
                 self._install(snap, changed, [], now, round_)
             return changed
+
+    def hold(self) -> None:
+        """Buffer merges until release(): a synchronous-round simulation applies what a
+        round learned only once every exchange of the round has seen the old state."""
+        with self._lock:
+            self._held = []
+
+    def release(self, now: float, round_: int = -1) -> list[Entry]:
+        """Apply the merges buffered since hold() and stop buffering; return the changes."""
+        with self._lock:
+            held, self._held = self._held or [], None
+        return self.apply(held, now, round_)
 
     def sweep(self, now: float) -> list[str]:
         """Remove entries that are gone at ``now`` (expired past grace, old tombstones)."""
