@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, abort, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .clock import Clock
@@ -59,6 +59,21 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
         return jsonify(error="internal_error", message=f"{type(exc).__name__}: {exc}"), 500
 
     return app
+
+
+def read_json():
+    """Return the request body parsed as JSON, or abort with 400 (never a 500).
+
+    Parsed whatever the Content-Type, so ``curl -d`` works; nesting too deep for the
+    parser is bad input like any other.
+    """
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:
+        abort(400, "JSON body is nested too deeply")
+    if body is None:
+        abort(400, "body must be JSON")
+    return body
 
 
 def get_node() -> Node:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 ENV_PREFIX = "SD_"
 
-_HOSTPORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-_]{0,252}))" r":(\d{1,5})$")
+_HOSTPORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-_]{0,252}))" r":(\d{1,5})")
 
 
 class ConfigError(ValueError):
@@ -23,7 +23,7 @@ def is_hostport(value: object) -> bool:
     """Tell whether ``value`` is a ``host:port`` string with a port in 1..65535."""
     if not isinstance(value, str):
         return False
-    m = _HOSTPORT.match(value)
+    m = _HOSTPORT.fullmatch(value)
     return bool(m) and 0 < int(m.group(1)) < 65536
 
 

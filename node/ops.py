@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .app import get_node
+from .app import get_node, read_json
 from .gossip import Node, ProtocolError
 from .transport import GOSSIP_PATH
 
@@ -18,9 +18,7 @@ def gossip():
     """Answer a peer's gossip message (internal; see node.gossip)."""
     node = get_node()
     request.max_content_length = node.config.max_gossip_body
-    message = request.get_json(force=True, silent=True)
-    if message is None:
-        abort(400, "gossip message must be JSON")
+    message = read_json()
     try:
         reply = node.handle(message)
     except ProtocolError as exc:
@@ -44,7 +42,7 @@ def clock():
     """Read or set this node's wall-clock offset (a testing aid for clock skew)."""
     node = get_node()
     if request.method == "POST":
-        body = request.get_json(force=True, silent=True)
+        body = read_json()
         offset = body.get("offset") if isinstance(body, dict) else None
         if isinstance(offset, bool) or not isinstance(offset, (int, float)) or abs(offset) > 10 * 365 * 86400:
             abort(400, "body must be {\"offset\": seconds} with |offset| <= 10 years")

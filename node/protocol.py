@@ -91,12 +91,13 @@ class Entry:
         on ``[renewed_at + ttl, renewed_at + ttl + expire_grace)``, gone afterwards; a
         tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone.
         """
-        age = now - self.renewed_at
+        # Compare instants, not ages: ``now - renewed_at < ttl`` can round the other way.
+        t = self.renewed_at
         if self.deleted:
-            return DELETED if age < lease.tombstone_ttl else GONE
-        if age < lease.ttl:
+            return DELETED if now < t + lease.tombstone_ttl else GONE
+        if now < t + lease.ttl:
             return HEALTHY
-        if age < lease.ttl + lease.expire_grace:
+        if now < t + lease.ttl + lease.expire_grace:
             return EXPIRED
         return GONE
 

@@ -7,7 +7,7 @@ import unicodedata
 from flask import Blueprint, abort, jsonify, request
 
 from . import protocol
-from .app import get_node
+from .app import get_node, read_json
 from .config import is_hostport
 from .protocol import Entry
 
@@ -32,7 +32,7 @@ def entry_view(entry: Entry, now: float) -> dict:
 
 def json_body() -> dict:
     """Return the request body as a JSON object, or abort with 400."""
-    body = request.get_json(force=True, silent=True)
+    body = read_json()
     if not isinstance(body, dict):
         abort(400, "body must be a JSON object")
     return body

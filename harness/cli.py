@@ -1,0 +1,244 @@
+"""Command line of the harness: ``python -m harness COMMAND --name CLUSTER ...``.
+
+Every command finds its cluster by Docker labels, so ``up`` in one shell and
+``partition`` or ``status`` in another act on the same containers. Errors print one
+line on stderr (plus container logs where they explain a failed start) and exit 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .cluster import Cluster, gc
+from .errors import ConvergenceTimeout, HarnessError, InvalidPartition, NodeStartError
+
+# Functions the commands reach Docker through; tests replace them via ``obj``.
+DEFAULT_BACKEND = {"create": Cluster, "attach": Cluster.attach, "gc": gc}
+
+out = Console()
+
+
+def parse_groups(args: tuple[str, ...] | list[str]) -> list[list[str]]:
+    """Turn ``("n1,n2", "n3,n4")`` into ``[["n1", "n2"], ["n3", "n4"]]`` (blank names are errors)."""
+    groups = []
+    for arg in args:
+        names = [n.strip() for n in arg.split(",")]
+        if any(not n for n in names):
+            raise InvalidPartition(f"empty node name in group {arg!r}")
+        groups.append(names)
+    return groups
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def command(fn=None, *, name: str | None = None):
+    """Register ``fn`` as a subcommand with ``--name``; harness errors become one stderr line."""
+    if fn is None:
+        return functools.partial(command, name=name)
+
+    @click.option("--name", default="default", show_default=True, help="Cluster name.")
+    @click.pass_context
+    @functools.wraps(fn)
+    def wrapper(ctx, *args, **kwargs):
+        try:
+            return ctx.invoke(fn, ctx.obj or DEFAULT_BACKEND, *args, **kwargs)
+        except (NodeStartError, ConvergenceTimeout) as exc:
+            _fail(str(exc))
+        except HarnessError as exc:
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    # ignore_unknown_options lets negative numbers through as arguments (skew n1 -5)
+    return main.command(name, context_settings={"ignore_unknown_options": True})(wrapper)
+
+
+@click.group()
+def main():
+    """Start gossip registry clusters in Docker and inject faults into them."""
+
+
+def _attach(backend, name):
+    return backend["attach"](name)
+
+
+@command
+@click.option("--nodes", "-n", type=click.IntRange(1, 200), default=3, show_default=True)
+@click.option("--interval", type=float, help="Seconds between gossip rounds (SD_INTERVAL).")
+@click.option("--fanout", type=int, help="Peers per gossip round (SD_FANOUT).")
+@click.option("--ttl", type=float, help="Seconds a registration lives unrenewed (SD_TTL).")
+@click.option("--image", default="sd-node:latest", show_default=True)
+def up(backend, name, nodes, interval, fanout, ttl, image):
+    """Start a cluster of NODES nodes and wait until all answer /health."""
+    cluster = backend["create"](nodes=nodes, name=name, image=image, interval=interval, fanout=fanout, ttl=ttl)
+    cluster.up()
+    table = Table(title=f"cluster {name}")
+    for col in ("node", "URL", "status"):
+        table.add_column(col)
+    for row in cluster.status()["nodes"]:
+        table.add_row(row["name"], row["url"], row["status"])
+    out.print(table)
+    first = cluster.url(cluster.nodes[0])
+    click.echo(f"try:  curl {first}/registry/list")
+    click.echo(f"then: python -m harness status --name {name}")
+    click.echo(f"done: python -m harness down --name {name}")
+
+
+@command
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(backend, name, as_json):
+    """Show each node's state, entry count and digest, and whether they agree."""
+    report = _attach(backend, name).status()
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    table = Table(title=f"cluster {name}")
+    for col in ("node", "URL", "status", "entries", "digest"):
+        table.add_column(col)
+    for row in report["nodes"]:
+        entries = "-" if row["entries"] is None else str(row["entries"])
+        table.add_row(row["name"], row["url"], row["status"], entries, (row["digest"] or "-")[:12])
+    out.print(table)
+    out.print("converged" if report["converged"] else "[bold]not converged[/bold]")
+
+
+@command
+@click.argument("node")
+@click.argument("address")
+@click.argument("app_name")
+def register(backend, name, node, address, app_name):
+    """Register ADDRESS as an instance of APP_NAME through NODE."""
+    click.echo(json.dumps(_attach(backend, name).register(node, address, app_name)))
+
+
+@command
+@click.argument("node")
+@click.argument("address")
+def deregister(backend, name, node, address):
+    """Deregister ADDRESS through NODE."""
+    click.echo(json.dumps(_attach(backend, name).deregister(node, address)))
+
+
+@command
+@click.argument("groups", nargs=-1, required=True)
+def partition(backend, name, groups):
+    """Cut groups of nodes (comma-separated names) from each other.
+
+    Example: `partition n1,n2 n3,n4,n5`.
+
+    Nodes named in no group form one more group together.
+    """
+    full = _attach(backend, name).partition(parse_groups(groups))
+    click.echo("partitioned: " + " | ".join(",".join(g) for g in full))
+
+
+@command
+@click.argument("node")
+def isolate(backend, name, node):
+    """Cut NODE from every other node."""
+    _attach(backend, name).isolate(node)
+    click.echo(f"isolated {node}")
+
+
+@command
+@click.argument("src")
+@click.argument("dst")
+def one_way(backend, name, src, dst):
+    """Drop connections SRC opens towards DST (DST can still reach SRC)."""
+    _attach(backend, name).partition_one_way(src, dst)
+    click.echo(f"cut {src} -> {dst}")
+
+
+@command
+def heal(backend, name):
+    """Remove every partition, loss and delay."""
+    _attach(backend, name).heal()
+    click.echo("healed")
+
+
+_PROCESS_HELP = {
+    "kill": "SIGKILL NODE (its data is kept).",
+    "stop": "Stop NODE gracefully.",
+    "start": "Start a stopped or killed NODE and wait for /health.",
+    "restart": "Restart NODE and wait for /health.",
+    "pause": "Freeze NODE (peers see timeouts, sockets stay open).",
+    "unpause": "Thaw a paused NODE.",
+}
+
+
+def _process_command(action: str) -> None:
+    """Register the subcommand ``action NODE`` calling ``Cluster.<action>(node)``."""
+
+    def run(backend, name, node):
+        getattr(_attach(backend, name), action)(node)
+        click.echo(f"{action} {node}: done")
+
+    run.__name__ = action
+    run.__doc__ = _PROCESS_HELP[action]
+    command(click.argument("node")(run))
+
+
+for _action in _PROCESS_HELP:
+    _process_command(_action)
+
+
+@command
+@click.argument("node")
+@click.argument("percent", type=click.FloatRange(0, 100))
+def loss(backend, name, node, percent):
+    """Drop PERCENT % of the packets NODE receives (0 removes the loss)."""
+    _attach(backend, name).loss(node, percent)
+    click.echo(f"loss {node}: {percent:g}%")
+
+
+@command
+@click.argument("node")
+@click.argument("ms", type=float)
+def delay(backend, name, node, ms):
+    """Delay NODE's outgoing packets by MS milliseconds (needs tc netem)."""
+    _attach(backend, name).delay(node, ms)
+    click.echo(f"delay {node}: {ms:g} ms")
+
+
+@command
+@click.argument("node")
+@click.argument("seconds", type=float)
+def skew(backend, name, node, seconds):
+    """Shift NODE's clock by SECONDS (negative allowed)."""
+    _attach(backend, name).skew(node, seconds)
+    click.echo(f"skew {node}: {seconds:+g} s")
+
+
+@command
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+def wait(backend, name, timeout):
+    """Wait until all running nodes agree on one digest."""
+    report = _attach(backend, name).wait_converged(timeout=timeout)
+    digest, entries = next(iter(report.digests.values()))
+    click.echo(f"converged: {entries} entries, digest {digest[:12]}")
+
+
+@command
+def down(backend, name):
+    """Remove the cluster's containers, volumes and network."""
+    removed = _attach(backend, name).down()
+    click.echo(f"removed {removed['containers']} containers, {removed['volumes']} volumes, "
+               f"{removed['networks']} networks")
+
+
+@command(name="gc")
+@click.option("--all", "all_clusters", is_flag=True, help="Every harness cluster, not just --name.")
+def gc_(backend, name, all_clusters):
+    """Remove leftovers of crashed runs (containers, volumes, networks labelled sd.harness=1)."""
+    removed = backend["gc"](cluster=None if all_clusters else name)
+    click.echo(f"removed {removed['containers']} containers, {removed['volumes']} volumes, "
+               f"{removed['networks']} networks")

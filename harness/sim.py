@@ -1,0 +1,234 @@
+"""An in-process cluster: real Node code on an in-memory network with a virtual clock.
+
+``SimCluster`` offers the operations of the Docker ``Cluster`` that make sense without
+containers (register, deregister, partition, heal, kill, start, skew, loss, views,
+digests, wait_converged), so one scenario runs against both. Time is virtual: a
+round advances the shared clock by ``interval`` and every live node runs one gossip
+round, in a fixed random order (their phases). With ``synchronous=True`` what a node
+learns in a round is applied only after the round, as in the synchronous model of the
+theory tables; otherwise news can travel several hops in one round, as between real
+nodes whose timers are out of phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterable, Sequence
+
+from node import protocol
+from node.clock import Clock, FakeClock
+from node.config import TEST, Config
+from node.gossip import Node, lease_of
+from node.store import Store
+from node.transport import InMemoryNetwork
+
+from . import convergence
+from .errors import ConvergenceTimeout, NodeNotFound
+from .topology import partition_cuts, validate_groups
+
+SIM = dataclasses.replace(TEST, interval=0.2, timeout=0.1)
+"""Default node settings of a simulated cluster: 200 ms rounds, fanout 3, 6 s leases."""
+
+
+class SimCluster:
+    """N nodes named n1..nN, addresses ``n<k>:5000``, seeded with n1 and n2."""
+
+    def __init__(
+        self,
+        nodes: int = 5,
+        *,
+        config: Config = SIM,
+        seed: int = 0,
+        synchronous: bool = False,
+        seeds: int = 2,
+        store_factory=None,
+    ) -> None:
+        self.config = config
+        self.clock = FakeClock()
+        self.rng = random.Random(seed)
+        self.network = InMemoryNetwork(random.Random(seed + 1))
+        self.synchronous = synchronous
+        self.rounds = 0
+        self._seed = seed
+        self._seed_count = seeds
+        self._store_factory = store_factory or (lambda name, lease: Store(lease))
+        self._nodes: dict[str, Node] = {}
+        self._down: set[str] = set()
+        self._order: list[str] = []
+        for _ in range(nodes):
+            self._spawn()
+
+    # -- membership ----------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[str]:
+        """Names of every node, in order."""
+        return list(self._nodes)
+
+    def node(self, name: str) -> Node:
+        """Return the Node object of ``name``."""
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise NodeNotFound(f"no node {name!r} in this simulated cluster") from None
+
+    def address(self, name: str) -> str:
+        return self.node(name).address
+
+    def _spawn(self, seeds: Sequence[str] | None = None) -> str:
+        k = len(self._nodes) + 1
+        name, address = f"n{k}", f"n{k}:5000"
+        if seeds is None:
+            seeds = [f"n{i}:5000" for i in range(1, self._seed_count + 1) if i != k]
+        cfg = dataclasses.replace(self.config, advertise=address, seeds=tuple(seeds), name=name)
+        store = self._store_factory(name, lease_of(cfg))
+        rng = random.Random(self._seed * 100_003 + k)
+        node = Node(cfg, store, None, Clock(0.0, self.clock.now), rng, parallel=False)
+        node.transport = self.network.attach(address, node.handle)
+        node.renew_self()
+        self._nodes[name] = node
+        # A new node's phase is a random slot in the round order.
+        self._order.insert(self.rng.randrange(len(self._order) + 1), name)
+        return name
+
+    def add_node(self, seed: str = "n1") -> str:
+        """Add a late joiner that knows only ``seed``; return its name."""
+        return self._spawn([self.address(seed)])
+
+    # -- time ------------------------------------------------------------------------------
+
+    def step(self, rounds: int = 1) -> None:
+        """Advance virtual time by ``rounds`` intervals, every live node gossiping once per round."""
+        for _ in range(rounds):
+            self.clock.advance(self.config.interval)
+            self.rounds += 1
+            live = [n for n in self._order if n not in self._down]
+            if self.synchronous:
+                for n in live:
+                    self._nodes[n].store.hold()
+            for n in live:
+                self._nodes[n].run_round()
+            if self.synchronous:
+                for n in live:
+                    self._nodes[n].store.release(self.clock.now(), self._nodes[n].stats.rounds)
+
+    def settle(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass, gossiping all along."""
+        self.step(max(1, round(seconds / self.config.interval)))
+
+    def run_until(self, predicate, max_rounds: int) -> int | None:
+        """Step until ``predicate()`` holds; return the rounds it took, None if it never did."""
+        for r in range(max_rounds + 1):
+            if predicate():
+                return r
+            if r < max_rounds:
+                self.step()
+        return None
+
+    # -- client operations -------------------------------------------------------------------
+
+    def register(self, node: str, address: str, app_name: str, last_update: int | None = None) -> dict:
+        entry = self.node(node).register(address, app_name, last_update)
+        return {"address": address, "app_name": entry.app_name, "version": entry.version}
+
+    def deregister(self, node: str, address: str) -> dict:
+        entry = self.node(node).deregister(address)
+        return {"address": address, "deregistered": True, "version": entry.version}
+
+    def views(self, nodes: Iterable[str] | None = None) -> dict[str, dict[str, dict]]:
+        """Return every live node's listing, shaped like GET /registry/list."""
+        out = {}
+        for name in nodes or self.live_nodes():
+            node = self.node(name)
+            now = node.clock.now()
+            out[name] = {
+                a: {"app_name": e.app_name, "last_update": e.last_update,
+                    "status": e.status(now, node.lease), "version": e.version}
+                for a, e in sorted(node.listing().items())
+            }
+        return out
+
+    def digests(self, nodes: Iterable[str] | None = None) -> dict[str, tuple[str, int]]:
+        """Return (digest, entries) of every live node, like GET /registry/digest."""
+        out = {}
+        for name in nodes or self.live_nodes():
+            listing = self.node(name).listing()
+            out[name] = (protocol.view_hash(listing.values()), len(listing))
+        return out
+
+    def live_nodes(self) -> list[str]:
+        return [n for n in self._nodes if n not in self._down]
+
+    def holders(self, address: str) -> list[str]:
+        """Return the live nodes that list ``address``."""
+        return [n for n in self.live_nodes() if address in self.node(n).listing()]
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def partition(self, groups: Sequence[Iterable[str]]) -> None:
+        """Cut every link between groups (unlisted nodes form one more group)."""
+        full = validate_groups(groups, self.nodes)
+        for src, dst in partition_cuts(full):
+            self.network.cut(self.address(src), self.address(dst))
+
+    def isolate(self, node: str) -> None:
+        self.partition([[node]])
+
+    def partition_one_way(self, src: str, dst: str) -> None:
+        """Drop exchanges that ``src`` starts towards ``dst``; ``dst`` still reaches ``src``."""
+        self.network.cut(self.address(src), self.address(dst))
+
+    def heal(self) -> None:
+        self.network.heal()
+
+    def loss(self, percent: float) -> None:
+        """Drop this share of messages on every link."""
+        self.network.set_loss(percent / 100.0)
+
+    def kill(self, node: str) -> None:
+        """Stop a node: it neither gossips nor answers; its store is kept (as on disk)."""
+        self.node(node)
+        self._down.add(node)
+        self.network.set_down(self.address(node))
+
+    pause = stop = kill
+
+    def start(self, node: str) -> None:
+        self.node(node)
+        self._down.discard(node)
+        self.network.set_down(self.address(node), False)
+
+    unpause = restart = start
+
+    def skew(self, node: str, seconds: float) -> None:
+        """Shift one node's wall clock."""
+        self.node(node).clock.offset = seconds
+
+    # -- convergence ----------------------------------------------------------------------------
+
+    def check(self, nodes=None, expect_present: Iterable[str] = (), expect_absent: Iterable[str] = ()):
+        names = list(nodes or self.live_nodes())
+        return convergence.check(self.digests(names), self.views(names), (), expect_present, expect_absent)
+
+    def wait_converged(
+        self,
+        timeout: float = 30.0,
+        nodes: Iterable[str] | None = None,
+        expect_present: Iterable[str] = (),
+        expect_absent: Iterable[str] = (),
+    ) -> float:
+        """Run rounds until the nodes agree (and expectations hold); return virtual seconds taken.
+
+        Raises ConvergenceTimeout, carrying the last report, after ``timeout`` virtual seconds.
+        """
+        nodes = list(nodes) if nodes is not None else None
+        present, absent = list(expect_present), list(expect_absent)
+        max_rounds = max(1, int(timeout / self.config.interval))
+        report = None
+        for r in range(max_rounds + 1):
+            report = self.check(nodes, present, absent)
+            if report.converged:
+                return r * self.config.interval
+            self.step()
+        raise ConvergenceTimeout(f"simulated nodes did not converge within {timeout:g} s ({max_rounds} rounds)", report)
