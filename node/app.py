@@ -48,6 +48,7 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
     app.register_blueprint(registry.legacy_bp)
     app.register_blueprint(ops.bp)
     app.extensions["sd_metrics"] = ops.metrics_registry(node)
+    app.wsgi_app = ops.GossipEndpoint(app.wsgi_app, node)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -2,32 +2,66 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from http import HTTPStatus
+
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .app import get_node, read_json
-from .gossip import Node, ProtocolError
-from .transport import GOSSIP_PATH
+from .gossip import Node
+from .transport import GOSSIP_PATH, encode
 
+log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
 
 
-@bp.post(GOSSIP_PATH)
-def gossip():
-    """Answer a peer's gossip message (internal; see node.gossip)."""
-    node = get_node()
-    request.max_content_length = node.config.max_gossip_body
-    message = read_json()
-    try:
-        reply = node.handle(message)
-    except ProtocolError as exc:
-        abort(400, str(exc))
-    resp = jsonify(reply)
-    received = (request.content_length or 0) + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
-    sent = len(resp.get_data()) + sum(len(k) + len(v) + 4 for k, v in resp.headers.items())
-    node.stats.add(bytes_received=received, bytes_sent=sent)
-    return resp
+class GossipEndpoint:
+    """WSGI middleware serving ``POST /gossip`` ahead of Flask; everything else passes through.
+
+    Gossip is the hot path between nodes (fanout x rounds per second on every node), so it
+    skips Flask's routing and request context; errors keep the API's JSON shape.
+    """
+
+    def __init__(self, app, node: Node) -> None:
+        self.app = app
+        self.node = node
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != GOSSIP_PATH:
+            return self.app(environ, start_response)
+        node = self.node
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _error(start_response, 405, "method_not_allowed", "gossip takes POST")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(start_response, 400, "bad_request", "bad Content-Length")
+        if length > node.config.max_gossip_body:
+            return _error(start_response, 413, "request_entity_too_large", "gossip message too large")
+        body = environ["wsgi.input"].read(length)
+        try:
+            reply = node.handle(json.loads(body))
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and ProtocolError are ValueErrors
+            return _error(start_response, 400, "bad_request", f"bad gossip message: {exc}")
+        except Exception as exc:  # noqa: BLE001 - answer 500 as JSON, log, keep serving
+            log.exception("gossip handler failed")
+            return _error(start_response, 500, "internal_error", f"{type(exc).__name__}: {exc}")
+        data = encode(reply)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        start_response("200 OK", headers)
+        received = length + sum(len(k) - 5 + len(v) + 4 for k, v in environ.items() if k.startswith("HTTP_"))
+        node.stats.add(bytes_received=received + 40, bytes_sent=len(data) + 120)
+        return [data]
+
+
+def _error(start_response, status: int, error: str, message: str):
+    data = encode({"error": error, "message": message})
+    start_response(f"{status} {HTTPStatus(status).phrase}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
 
 
 @bp.get("/health")

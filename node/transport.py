@@ -6,14 +6,14 @@ network exercises the same encoding and byte accounting as the real one.
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
-
-import requests
 
 Handler = Callable[[dict], dict]
 
@@ -47,38 +47,75 @@ def encode(message: dict) -> bytes:
 
 
 class HttpTransport:
-    """POSTs messages to ``http://<peer>/gossip`` over kept-alive connections."""
+    """POSTs messages to ``http://<peer>/gossip`` over kept-alive connections.
 
-    def __init__(self) -> None:
-        self._local = threading.local()
+    Built on ``http.client`` with a small pool (at most one idle connection per peer,
+    ``max_idle`` in all): a gossip exchange costs a fraction of a millisecond of CPU
+    and sends only the headers HTTP/1.1 needs.
+    """
 
-    def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            s.trust_env = False  # never route cluster traffic through a proxy
-            self._local.session = s
-        return s
+    def __init__(self, max_idle: int = 128) -> None:
+        self._idle: OrderedDict[str, http.client.HTTPConnection] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_idle = max_idle
+
+    def _take(self, peer: str, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            conn = self._idle.pop(peer, None)
+        if conn is not None:
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            return conn, True
+        host, _, port = peer.rpartition(":")
+        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout), False
+
+    def _give_back(self, peer: str, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            old = self._idle.pop(peer, None)
+            self._idle[peer] = conn
+            evicted = [self._idle.popitem(last=False)[1] for _ in range(len(self._idle) - self.max_idle)]
+        for c in [old, *evicted]:
+            if c is not None:
+                c.close()
 
     def send(self, peer: str, message: dict, timeout: float) -> Reply:
         body = encode(message)
+        headers = {"Content-Type": "application/json"}
+        for attempt in range(2):
+            conn, reused = self._take(peer, timeout)
+            try:
+                conn.request("POST", GOSSIP_PATH, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                # A kept-alive connection the peer closed while idle: retry once on a new one.
+                stale = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if reused and stale and attempt == 0:
+                    continue
+                raise TransportError(f"{peer}: {type(exc).__name__}: {exc}") from None
+            break
+        if resp.will_close:
+            conn.close()
+        else:
+            self._give_back(peer, conn)
+        # Request line + Host, Accept-Encoding, Content-Length, Content-Type; status line + headers.
+        sent = len(body) + len(f"POST {GOSSIP_PATH} HTTP/1.1\r\n") + len(peer) + 8 + 26 + 18 + 32 + 2
+        received = len(data) + len(f"HTTP/1.1 {resp.status} {resp.reason}\r\n") + _header_bytes(resp.headers)
+        if resp.status != 200:
+            raise TransportError(f"{peer}: HTTP {resp.status}: {data[:200]!r}")
         try:
-            resp = self._session().post(
-                f"http://{peer}{GOSSIP_PATH}",
-                data=body,
-                headers={"Content-Type": "application/json"},
-                timeout=(timeout, timeout),
-            )
-        except requests.RequestException as exc:
-            raise TransportError(f"{peer}: {type(exc).__name__}: {exc}") from None
-        sent = len(body) + _header_bytes(resp.request.headers) + len(f"POST {GOSSIP_PATH} HTTP/1.1\r\n")
-        received = len(resp.content) + _header_bytes(resp.headers) + len("HTTP/1.1 200 OK\r\n")
-        if resp.status_code != 200:
-            raise TransportError(f"{peer}: HTTP {resp.status_code}: {resp.text[:200]}")
-        try:
-            return Reply(resp.json(), sent, received)
+            return Reply(json.loads(data), sent, received)
         except ValueError:
             raise TransportError(f"{peer}: reply is not JSON") from None
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            conns, self._idle = list(self._idle.values()), OrderedDict()
+        for c in conns:
+            c.close()
 
 
 def _header_bytes(headers: Iterable) -> int:
