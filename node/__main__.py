@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node = build_node(config)
         server = waitress.create_server(create_app(node=node), host=config.host, port=config.port,
-                                        threads=config.threads, ident="sd-node")
+                                        threads=config.threads, ident="sd-node",
+                                        connection_limit=1000)
     except (sqlite3.Error, OSError) as exc:
         print(f"node: cannot start: {exc}", file=sys.stderr)
         return 1
