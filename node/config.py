@@ -5,26 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .protocol import is_hostport
+
 ENV_PREFIX = "SD_"
-
-_HOSTPORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-_]{0,252}))" r":(\d{1,5})")
-
 
 class ConfigError(ValueError):
     """Raised when configuration is invalid; the message is one line meant for a human."""
-
-
-def is_hostport(value: object) -> bool:
-    """Tell whether ``value`` is a ``host:port`` string with a port in 1..65535."""
-    if not isinstance(value, str):
-        return False
-    m = _HOSTPORT.fullmatch(value)
-    return bool(m) and 0 < int(m.group(1)) < 65536
 
 
 @dataclass(frozen=True)
@@ -181,7 +171,8 @@ def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | No
         try:
             values[key] = conv(value)
         except ValueError:
-            raise ConfigError(f"{key.replace('_', '-')} must be a {conv.__name__}, got {value!r}") from None
+            kind = {int: "an integer", float: "a number"}.get(conv, conv.__name__)
+            raise ConfigError(f"{key.replace('_', '-')} must be {kind}, got {value!r}") from None
     try:
         return dataclasses.replace(PRESETS[preset_name], **values).validate()
     except TypeError as exc:  # pragma: no cover - guarded by _FIELDS

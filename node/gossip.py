@@ -3,10 +3,11 @@
 A round picks peers (``protocol.select_peers``) and runs one push-pull exchange with
 each, concurrently when an executor is given:
 
-    initiator                         responder
-    syn {from, digest}       ──────▶  delta(local, digest)
-                             ◀──────  {entries it lacks, want: addresses it lacks}
-    ack {from, entries}      ──────▶  apply   (only when ``want`` is not empty)
+    initiator                               responder
+    sum {from, buckets: [xor per bucket]}  ──▶  compare with its own buckets
+                                           ◀──  {buckets that differ, digest of them}
+    ack {from, entries, want}              ──▶  apply entries      (only when the
+                                           ◀──  {entries wanted}    buckets differ)
 
 Failures of one peer are counted, logged and never stop the round or the loop.
 """
@@ -120,7 +121,7 @@ class Node:
 
     def peers(self) -> list[str]:
         """Return the live node entries known, except this node."""
-        return protocol.live_peers(self.store.snapshot().entries.values(), self.clock.now(), self.lease, self.address)
+        return self.store.snapshot().peers(self.clock.now(), self.lease, self.address)
 
     # -- gossip: initiator ----------------------------------------------------------------
 
@@ -142,24 +143,7 @@ class Node:
         """Run one push-pull exchange with ``peer``; never raises."""
         result = Exchange(peer, ok=False)
         try:
-            now = self.clock.now()
-            local = self.store.live(now)
-            syn = {"type": "syn", "from": self.address, "digest": [[a, *e.stamp] for a, e in local.items()]}
-            reply = self.transport.send(peer, syn, self.config.timeout)
-            result.bytes_sent += reply.sent
-            result.bytes_received += reply.received
-            entries, want = _parse_syn_reply(reply.body, self.clock.now())
-            changed = self.store.apply(entries, self.clock.now(), self.stats.rounds)
-            result.received = len(changed)
-            if want:
-                now = self.clock.now()
-                local = self.store.live(now)
-                push = [local[a].to_wire(now) for a in want if a in local]
-                ack_msg = {"type": "ack", "from": self.address, "entries": push}
-                ack = self.transport.send(peer, ack_msg, self.config.timeout)
-                result.bytes_sent += ack.sent
-                result.bytes_received += ack.received
-                result.sent = len(push)
+            self._exchange(peer, result)
             result.ok = True
         except (TransportError, ProtocolError) as exc:
             result.error = str(exc)
@@ -176,6 +160,39 @@ class Node:
         )
         return result
 
+    def _send(self, peer: str, message: dict, result: Exchange) -> dict:
+        reply = self.transport.send(peer, message, self.config.timeout)
+        result.bytes_sent += reply.sent
+        result.bytes_received += reply.received
+        if not isinstance(reply.body, dict):
+            raise ProtocolError("reply must be a JSON object")
+        return reply.body
+
+    def _exchange(self, peer: str, result: Exchange) -> None:
+        # Step 1: per-bucket summary; the peer answers with its digest of differing buckets.
+        snap = self.store.snapshot()
+        nb = protocol.bucket_count(len(snap.entries))
+        summary = [format(h, "x") for h in snap.summary(nb)]
+        body = self._send(peer, {"type": "sum", "from": self.address, "buckets": summary}, result)
+        differing = body.get("buckets", [])
+        if not isinstance(differing, list) or not all(type(i) is int and 0 <= i < nb for i in differing):
+            raise ProtocolError("buckets must be a list of bucket indexes")
+        if not differing:
+            return
+        theirs = _parse_digest(body.get("digest"))
+        # Step 2: push what the peer lacks, ask for what it has newer.
+        now = self.clock.now()
+        snap = self.store.snapshot()
+        mine = snap.in_buckets(snap.live(now, self.lease), nb, set(differing))
+        send, want = protocol.delta(mine, theirs)
+        if not send and not want:
+            return
+        push = [e.to_wire(now) for e in send]
+        body = self._send(peer, {"type": "ack", "from": self.address, "entries": push, "want": want}, result)
+        result.sent = len(send)
+        entries = _parse_entries(body.get("entries", []), self.clock.now())
+        result.received = len(self.store.apply(entries, self.clock.now(), self.stats.rounds))
+
     # -- gossip: responder ----------------------------------------------------------------
 
     def handle(self, message: dict) -> dict:
@@ -183,16 +200,39 @@ class Node:
         if not isinstance(message, dict):
             raise ProtocolError("message must be a JSON object")
         kind = message.get("type")
-        if kind == "syn":
+        if kind == "sum":
+            buckets = message.get("buckets")
+            if not isinstance(buckets, list) or not 1 <= len(buckets) <= protocol.MAX_BUCKETS:
+                raise ProtocolError(f"buckets must be a list of 1..{protocol.MAX_BUCKETS} hex hashes")
+            try:
+                theirs = [int(h, 16) for h in buckets]
+            except (TypeError, ValueError):
+                raise ProtocolError("buckets must be hex strings") from None
+            snap = self.store.snapshot()
+            nb = len(theirs)
+            differing = [i for i, h in enumerate(snap.summary(nb)) if h != theirs[i]]
+            if not differing:
+                return {"buckets": []}
+            mine = snap.in_buckets(snap.live(self.clock.now(), self.lease), nb, set(differing))
+            return {"buckets": differing, "digest": [[a, e.version, e.origin] for a, e in mine.items()]}
+        if kind == "syn":  # full digest in one step (still answered; nodes now send "sum")
             digest = _parse_digest(message.get("digest"))
             now = self.clock.now()
             send, want = protocol.delta(self.store.live(now), digest)
             return {"entries": [e.to_wire(now) for e in send], "want": want}
         if kind == "ack":
             entries = _parse_entries(message.get("entries"), self.clock.now())
+            want = message.get("want", [])
+            if not isinstance(want, list) or not all(isinstance(a, str) for a in want):
+                raise ProtocolError("want must be a list of addresses")
             changed = self.store.apply(entries, self.clock.now(), self.stats.rounds)
             self.stats.add(merges_applied=len(changed))
-            return {"applied": len(changed)}
+            reply: dict = {"applied": len(changed)}
+            if want:
+                now = self.clock.now()
+                live = self.store.live(now)
+                reply["entries"] = [live[a].to_wire(now) for a in want if a in live]
+            return reply
         raise ProtocolError(f"unknown message type {kind!r}")
 
     # -- background loop ------------------------------------------------------------------
@@ -229,16 +269,15 @@ def _parse_digest(value: object) -> dict[str, tuple[int, str]]:
     if not isinstance(value, list):
         raise ProtocolError("digest must be a list")
     out = {}
-    for item in value:
-        if (
-            not isinstance(item, list)
-            or len(item) != 3
-            or not isinstance(item[0], str)
-            or not isinstance(item[1], int)
-            or not isinstance(item[2], str)
-        ):
-            raise ProtocolError("digest items must be [address, version, origin]")
-        out[item[0]] = (item[1], item[2])
+    try:
+        for address, version, origin in value:
+            if type(address) is not str or type(version) is not int or type(origin) is not str:
+                raise ValueError
+            if not 0 < version <= protocol.MAX_INT:
+                raise ValueError
+            out[address] = (version, origin)
+    except (TypeError, ValueError):
+        raise ProtocolError("digest items must be [address, version, origin]") from None
     return out
 
 
@@ -249,15 +288,6 @@ def _parse_entries(value: object, now: float) -> list[Entry]:
         return [Entry.from_wire(item, now) for item in value]
     except ValueError as exc:
         raise ProtocolError(str(exc)) from None
-
-
-def _parse_syn_reply(body: dict, now: float) -> tuple[list[Entry], list[str]]:
-    if not isinstance(body, dict):
-        raise ProtocolError("reply must be a JSON object")
-    want = body.get("want", [])
-    if not isinstance(want, list) or not all(isinstance(a, str) for a in want):
-        raise ProtocolError("want must be a list of addresses")
-    return _parse_entries(body.get("entries", []), now), want
 
 
 def lease_of(config: Config) -> Lease:

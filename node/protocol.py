@@ -22,10 +22,13 @@ Algorithm in brief
   beats every older registration and is collected ``tombstone_ttl`` after the deletion;
   since ``tombstone_ttl > ttl + expire_grace``, by then every unrenewed copy of an older
   registration has expired everywhere and cannot bring the instance back.
-* One exchange is a push-pull handshake (scuttlebutt style): the initiator sends a
-  digest ``{address: (version, origin)}``; the receiver answers with the entries the
-  initiator lacks or has older, and the addresses it wants; the initiator sends those.
-  A converged pair therefore sends digests only.
+* One exchange is a push-pull handshake in two steps. First a summary: addresses fall
+  into B buckets (B grows with the number of entries, about 8 per bucket) and the
+  initiator sends, per bucket, the XOR of its entries' stamp hashes. The receiver
+  answers with its digest ``{address: (version, origin)}`` of the buckets that differ;
+  a converged pair stops here, having sent O(B) bytes instead of O(N). Otherwise the
+  initiator pushes what the receiver lacks or holds older and names what it wants,
+  and the receiver answers with those entries (scuttlebutt-style deltas).
 
 Everything here takes the time (``now``) and randomness (``rng``) as parameters and
 does no I/O.
@@ -35,6 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +50,20 @@ HEALTHY = "healthy"
 EXPIRED = "expired"
 DELETED = "deleted"
 GONE = "gone"
+
+MAX_INT = 2**53 - 1
+"""Largest version or timestamp accepted: exact in every JSON implementation and in SQLite."""
+
+_HOSTPORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-_]{0,252}):(\d{1,5})")
+
+
+def is_hostport(value: object) -> bool:
+    """Tell whether ``value`` is a ``host:port`` string with a port in 1..65535."""
+    if not isinstance(value, str):
+        return False
+    m = _HOSTPORT.fullmatch(value)
+    return bool(m) and 0 < int(m.group(1)) < 65536
+
 
 Stamp = tuple[int, str]
 """Order of a write: (Lamport version, origin node address)."""
@@ -59,7 +78,7 @@ class Lease:
     tombstone_ttl: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One instance as a node stores it.
 
@@ -119,12 +138,16 @@ class Entry:
         if not isinstance(item, (list, tuple)) or len(item) != 7:
             raise ValueError("entry must be a list of 7 fields")
         address, app_name, last_update, version, origin, deleted, age = item
-        if not (isinstance(address, str) and isinstance(app_name, str) and isinstance(origin, str)):
-            raise ValueError("address, app_name and origin must be strings")
-        if not _is_int(version) or version < 1:
-            raise ValueError("version must be a positive integer")
-        if not _is_int(last_update) or not _is_number(age) or age < 0 or deleted not in (0, 1):
-            raise ValueError("last_update, deleted or age has the wrong type")
+        if not (is_hostport(address) and is_hostport(origin)):
+            raise ValueError("address and origin must be host:port")
+        if not isinstance(app_name, str) or len(app_name) > 255:
+            raise ValueError("app_name must be a string of at most 255 characters")
+        if not _is_int(version) or not 1 <= version <= MAX_INT:
+            raise ValueError(f"version must be an integer in 1..{MAX_INT}")
+        if not _is_int(last_update) or not 0 <= last_update <= MAX_INT:
+            raise ValueError(f"last_update must be an integer in 0..{MAX_INT}")
+        if not _is_number(age) or not 0 <= age < 1e12 or deleted not in (0, 1):
+            raise ValueError("age or deleted has the wrong type")
         return cls(address, app_name, int(last_update), int(version), origin, bool(deleted), now - float(age))
 
 
@@ -162,6 +185,13 @@ def join(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> dict[str, Entry]:
     return out
 
 
+def gone_at(entry: Entry, lease: Lease) -> float:
+    """Return the instant from which ``entry`` no longer exists (see Entry.status)."""
+    if entry.deleted:
+        return entry.renewed_at + lease.tombstone_ttl
+    return entry.renewed_at + lease.ttl + lease.expire_grace
+
+
 def is_live(entry: Entry, now: float, lease: Lease) -> bool:
     """Tell whether an entry still exists at ``now`` (listed, or remembered as tombstone)."""
     return entry.status(now, lease) != GONE
@@ -179,9 +209,51 @@ def delta(
 
     Return (entries the peer lacks or holds older, addresses the peer holds newer).
     """
-    send = [e for a, e in local.items() if a not in remote_digest or e.stamp > tuple(remote_digest[a])]
-    want = [a for a, s in remote_digest.items() if a not in local or tuple(s) > local[a].stamp]
+    send = []
+    for a, e in local.items():
+        theirs = remote_digest.get(a)
+        if theirs is None or (e.version, e.origin) > tuple(theirs):
+            send.append(e)
+    want = []
+    for a, s in remote_digest.items():
+        mine = local.get(a)
+        if mine is None or tuple(s) > (mine.version, mine.origin):
+            want.append(a)
     return send, want
+
+
+MAX_BUCKETS = 4096
+
+
+def bucket_count(entries: int) -> int:
+    """Return the number of summary buckets for a state of ``entries`` entries.
+
+    A power of two near entries / 8, from 1 to 1024: a converged pair exchanges a few
+    bytes per eight entries, and one changed entry costs a digest of about eight.
+    """
+    b = 1
+    while b * 8 < entries and b < 1024:
+        b *= 2
+    return b
+
+
+def address_key(address: str) -> int:
+    """Return the stable 32-bit key that places an address in a bucket (key % B)."""
+    return zlib.crc32(address.encode())
+
+
+def stamp_hash(entry: Entry) -> int:
+    """Return a stable 64-bit hash of the write an entry records (address and stamp)."""
+    data = f"{entry.address}\0{entry.version}\0{entry.origin}".encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def bucket_hashes(keys: Mapping[str, tuple[int, int]], buckets: int) -> list[int]:
+    """Return per bucket the XOR of stamp hashes; ``keys`` maps address -> (key, hash)."""
+    out = [0] * buckets
+    for key, h in keys.values():
+        out[key % buckets] ^= h
+    return out
 
 
 def view_hash(entries: Iterable[Entry]) -> str:

@@ -38,13 +38,53 @@ class Snapshot:
     seen: dict[str, Seen]
     clock: int
     generation: int = 0
+    # address -> (bucket key, stamp hash) of every entry, kept in step with ``entries``.
+    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # bucket count -> per-bucket XOR of stamp hashes (computed on demand, then carried).
+    buckets: dict[int, list[int]] = field(default_factory=dict, repr=False)
     _hash: str | None = field(default=None, repr=False)
+    _next_gone: float | None = field(default=None, repr=False)
+    _peers: tuple[float, list[str]] | None = field(default=None, repr=False)
 
     def view_hash(self) -> str:
         """Return the hash of the listed view, computed once per snapshot."""
         if self._hash is None:
             self._hash = protocol.view_hash(self.entries.values())
         return self._hash
+
+    def summary(self, buckets: int) -> list[int]:
+        """Return the per-bucket hashes for ``buckets`` buckets (cached)."""
+        cached = self.buckets.get(buckets)
+        if cached is None:
+            while len(self.buckets) >= 3:  # peers of other sizes ask for other counts
+                self.buckets.pop(next(iter(self.buckets)))
+            cached = self.buckets[buckets] = protocol.bucket_hashes(self.keys, buckets)
+        return cached
+
+    def in_buckets(self, live: dict[str, Entry], buckets: int, wanted: set[int]) -> dict[str, Entry]:
+        """Return the entries of ``live`` whose address falls in one of ``wanted``."""
+        keys = self.keys
+        return {a: e for a, e in live.items() if keys[a][0] % buckets in wanted}
+
+    def peers(self, now: float, lease: Lease, me: str) -> list[str]:
+        """Return healthy node entries other than ``me``; cached until one of them expires."""
+        if self._peers is None or now >= self._peers[0]:
+            peers = protocol.live_peers(self.entries.values(), now, lease, me)
+            until = min((self.entries[a].renewed_at + lease.ttl for a in peers), default=float("inf"))
+            self._peers = (until, peers)
+        return self._peers[1]
+
+    def live(self, now: float, lease: Lease) -> dict[str, Entry]:
+        """Return the entries not gone at ``now`` (read-only: often ``self.entries`` itself).
+
+        Until the earliest instant at which any entry goes, that is every entry, so the
+        common case costs nothing; the instant is computed once per snapshot.
+        """
+        if self._next_gone is None:
+            self._next_gone = min((protocol.gone_at(e, lease) for e in self.entries.values()), default=float("inf"))
+        if now < self._next_gone:
+            return self.entries
+        return {a: e for a, e in self.entries.items() if protocol.is_live(e, now, lease)}
 
 
 class Store:
@@ -64,8 +104,8 @@ class Store:
         return self._snap
 
     def live(self, now: float) -> dict[str, Entry]:
-        """Return every entry not yet gone at ``now``: listed ones and tombstones."""
-        return {a: e for a, e in self._snap.entries.items() if protocol.is_live(e, now, self.lease)}
+        """Return every entry not yet gone at ``now``: listed ones and tombstones (read-only)."""
+        return self._snap.live(now, self.lease)
 
     def get(self, address: str, now: float) -> Entry | None:
         """Return the live entry of ``address`` or None."""
@@ -119,7 +159,10 @@ class Store:
         """Remove entries that are gone at ``now`` (expired past grace, old tombstones)."""
         with self._lock:
             snap = self._snap
-            gone = [a for a, e in snap.entries.items() if not protocol.is_live(e, now, self.lease)]
+            live = snap.live(now, self.lease)
+            if live is snap.entries:  # nothing is gone yet (the common case, O(1))
+                return []
+            gone = [a for a in snap.entries if a not in live]
             if gone:
                 self._install(snap, [], gone, now, -1)
             return gone
@@ -127,19 +170,35 @@ class Store:
     def _install(self, snap: Snapshot, upserts: list[Entry], deletes: list[str], now: float, round_: int) -> None:
         entries = dict(snap.entries)
         seen = dict(snap.seen)
+        keys = dict(snap.keys)
+        # Carry the bucket arrays over, XOR-ing out old stamps and in new ones.
+        buckets = {b: list(h) for b, h in snap.buckets.items()}
         clock = snap.clock
         rows = []
+
+        def unhash(address: str) -> None:
+            old = keys.pop(address, None)
+            if old is not None:
+                for b, arr in buckets.items():
+                    arr[old[0] % b] ^= old[1]
+
         for e in upserts:
+            unhash(e.address)
+            key = (protocol.address_key(e.address), protocol.stamp_hash(e))
+            keys[e.address] = key
+            for b, arr in buckets.items():
+                arr[key[0] % b] ^= key[1]
             entries[e.address] = e
             s = Seen(now, round_)
             seen[e.address] = s
             clock = max(clock, e.version)
             rows.append((e, s))
         for a in deletes:
+            unhash(a)
             entries.pop(a, None)
             seen.pop(a, None)
         self._persist(rows, deletes, clock)
-        self._snap = Snapshot(entries, seen, clock, snap.generation + 1)
+        self._snap = Snapshot(entries, seen, clock, snap.generation + 1, keys, buckets)
 
     def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:
         """Make a write durable; the memory store has nothing to do."""
@@ -181,7 +240,8 @@ class SqliteStore(Store):
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
         clock = max([row[0] if row else 0, *(e.version for e in entries.values())])
         log.info("loaded %d entries from %s (clock %d)", len(entries), self.path, clock)
-        return Snapshot(entries, seen, clock)
+        keys = {a: (protocol.address_key(a), protocol.stamp_hash(e)) for a, e in entries.items()}
+        return Snapshot(entries, seen, clock, 0, keys)
 
     def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:
         c = self._conn

@@ -1,0 +1,288 @@
+"""Stores: memory and SQLite behave alike; SQLite survives reopen, threads and kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from node.protocol import Entry, Lease
+from node.store import SqliteStore, Store
+
+LEASE = Lease(ttl=6.0, expire_grace=6.0, tombstone_ttl=60.0)
+T0 = 1_700_000_000.0
+ME = "n1:5000"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def remote(address, version, *, origin="n9:5000", app_name="web", deleted=False, renewed_at=T0):
+    return Entry(address, app_name, int(T0), version, origin, deleted, renewed_at)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s = Store(LEASE) if request.param == "memory" else SqliteStore(str(tmp_path / "s.db"), LEASE)
+    yield s
+    s.close()
+
+
+# -- the same behaviour from both stores -------------------------------------------------------
+
+
+def test_register_renew_deregister(store):
+    a = store.write_local("a:1", T0, int(T0), ME, app_name="web")
+    assert (a.version, a.origin, a.deleted, a.renewed_at) == (1, ME, False, T0)
+
+    b = store.write_local("a:1", T0 + 2, int(T0) + 2, ME, app_name="api")
+    assert (b.version, b.app_name, b.last_update, b.renewed_at) == (2, "api", int(T0) + 2, T0 + 2)
+
+    t = store.write_local("a:1", T0 + 3, int(T0) + 3, ME, deleted=True)
+    assert (t.version, t.app_name, t.deleted) == (3, "api", True)
+    assert store.get("a:1", T0 + 3) == t
+    assert store.snapshot().clock == 3
+
+
+def test_apply_keeps_newer_and_reports_changes(store):
+    store.write_local("a:1", T0, int(T0), ME, app_name="web")  # version 1
+
+    newer = remote("a:1", 5, app_name="api")
+    assert store.apply([newer, remote("b:1", 2)], T0) == [newer, remote("b:1", 2)]
+    assert store.apply([remote("a:1", 4), newer], T0) == []  # older, and already held
+    assert store.get("a:1", T0) == newer
+    assert store.snapshot().clock == 5
+    assert store.write_local("c:1", T0, int(T0), ME, app_name="web").version == 6
+
+
+def test_apply_ignores_entries_already_gone(store):
+    stale = remote("a:1", 9, renewed_at=T0 - LEASE.ttl - LEASE.expire_grace)
+    old_tomb = remote("b:1", 9, deleted=True, renewed_at=T0 - LEASE.tombstone_ttl)
+
+    assert store.apply([stale, old_tomb], T0) == []
+    assert store.snapshot().entries == {}
+
+
+def test_gone_entries_count_as_absent_whether_swept_or_not(store):
+    store.apply([remote("a:1", 9, renewed_at=T0)], T0)
+    later = T0 + LEASE.ttl + LEASE.expire_grace
+    assert store.get("a:1", later) is None
+
+    back = remote("a:1", 3, renewed_at=later)
+    assert store.apply([back], later) == [back]
+    assert store.get("a:1", later) == back
+
+
+def test_sweep_removes_exactly_the_gone_entries(store):
+    store.write_local("reg:1", T0, int(T0), ME, app_name="web")
+    store.write_local("tomb:1", T0, int(T0), ME, deleted=True)
+
+    assert store.sweep(T0 + LEASE.ttl + LEASE.expire_grace - 0.001) == []
+    assert store.sweep(T0 + LEASE.ttl + LEASE.expire_grace) == ["reg:1"]
+    assert store.sweep(T0 + LEASE.tombstone_ttl - 0.001) == []
+    assert store.sweep(T0 + LEASE.tombstone_ttl) == ["tomb:1"]
+    assert store.snapshot().entries == {}
+    assert store.snapshot().clock == 2  # the Lamport clock outlives the entries
+
+
+def test_live_includes_tombstones_and_excludes_gone(store):
+    store.write_local("reg:1", T0, int(T0), ME, app_name="web")
+    store.write_local("tomb:1", T0, int(T0), ME, deleted=True)
+
+    assert set(store.live(T0)) == {"reg:1", "tomb:1"}
+    assert set(store.live(T0 + LEASE.ttl + LEASE.expire_grace)) == {"tomb:1"}
+    assert store.live(T0 + LEASE.tombstone_ttl) == {}
+
+
+def test_snapshots_are_copy_on_write(store):
+    store.write_local("a:1", T0, int(T0), ME, app_name="web")
+    before = store.snapshot()
+    entries_before = dict(before.entries)
+
+    store.write_local("b:1", T0, int(T0), ME, app_name="web")
+    store.sweep(T0 + LEASE.tombstone_ttl)
+
+    assert before.entries == entries_before
+    assert store.snapshot().generation > before.generation
+
+
+def test_seen_records_first_store_of_each_version(store):
+    store.apply([remote("a:1", 2)], T0 + 1, round_=7)
+    store.apply([remote("a:1", 2)], T0 + 5, round_=9)  # same version again: not re-seen
+
+    seen = store.snapshot().seen["a:1"]
+    assert (seen.at, seen.round) == (T0 + 1, 7)
+
+
+def test_view_hash_is_the_same_for_both_stores(tmp_path):
+    stores = [Store(LEASE), SqliteStore(str(tmp_path / "h.db"), LEASE)]
+    for s in stores:
+        s.write_local("a:1", T0, int(T0), ME, app_name="web")
+        s.apply([remote("b:1", 5), remote("c:1", 6, deleted=True)], T0)
+    assert stores[0].snapshot().view_hash() == stores[1].snapshot().view_hash()
+    assert stores[0].snapshot().entries == stores[1].snapshot().entries
+    stores[1].close()
+
+
+# -- SQLite: durability ------------------------------------------------------------------------
+
+
+def test_sqlite_survives_reopen(tmp_path):
+    path = str(tmp_path / "r.db")
+    s = SqliteStore(path, LEASE)
+    s.write_local("a:1", T0, int(T0), ME, app_name="web")
+    s.write_local("b:1", T0 + 1, int(T0) + 1, ME, deleted=True)
+    s.apply([remote("c:1", 7, origin="n2:5000", app_name="db")], T0 + 2, round_=3)
+    before = s.snapshot()
+    s.close()
+
+    s = SqliteStore(path, LEASE)
+    after = s.snapshot()
+    assert after.entries == before.entries
+    assert after.seen == before.seen
+    assert after.clock == 7
+    assert s.write_local("d:1", T0 + 3, int(T0) + 3, ME, app_name="web").version == 8
+    s.close()
+
+
+def test_sqlite_lamport_clock_survives_reopen_after_everything_was_swept(tmp_path):
+    path = str(tmp_path / "c.db")
+    s = SqliteStore(path, LEASE)
+    s.apply([remote("a:1", 41)], T0)
+    s.write_local("a:1", T0, int(T0), ME, deleted=True)  # version 42
+    assert s.sweep(T0 + LEASE.tombstone_ttl) == ["a:1"]
+    s.close()
+
+    s = SqliteStore(path, LEASE)
+    assert s.snapshot().entries == {}
+    assert s.write_local("a:1", T0 + 61, int(T0) + 61, ME, app_name="web").version == 43
+    s.close()
+
+
+def test_sqlite_failed_write_changes_nothing(tmp_path):
+    s = SqliteStore(str(tmp_path / "f.db"), LEASE)
+    s.write_local("a:1", T0, int(T0), ME, app_name="web")
+    before = s.snapshot()
+
+    with pytest.raises(OverflowError):  # SQLite INTEGER is 64-bit
+        s.apply([remote("b:1", 2**63)], T0)
+
+    assert s.snapshot() is before
+    assert s.write_local("c:1", T0, int(T0), ME, app_name="web").version == 2
+    s.close()
+    s = SqliteStore(str(tmp_path / "f.db"), LEASE)
+    assert set(s.snapshot().entries) == {"a:1", "c:1"}
+    s.close()
+
+
+def test_sqlite_concurrent_writers_and_sweeper(tmp_path):
+    """8 threads x 200 writes plus a sweeper: no error, every final write stored as acknowledged."""
+    path = str(tmp_path / "t.db")
+    s = SqliteStore(path, LEASE)
+    errors: list[BaseException] = []
+    final: dict[str, Entry] = {}
+    versions: list[int] = []
+    final_lock = threading.Lock()
+    stop = threading.Event()
+    start = threading.Barrier(9)
+
+    def writer(k: int) -> None:
+        mine: dict[str, Entry] = {}
+        acked: list[int] = []
+        try:
+            start.wait()
+            for i in range(200):
+                if i % 10 == 9:  # already gone when written: work for the sweeper
+                    junk = s.write_local(f"junk{k}-{i}:80", T0 - 100, int(T0), ME, app_name="junk")
+                    acked.append(junk.version)
+                    continue
+                address = f"w{k}-{i % 10}:80"
+                op = i % 3
+                if op == 0:
+                    mine[address] = s.write_local(address, T0, int(T0), ME, app_name=f"app{k}")
+                elif op == 1:
+                    mine[address] = s.write_local(address, T0, int(T0), ME, deleted=True)
+                else:
+                    incoming = remote(address, s.snapshot().clock + 1, origin=f"n{k}:5000")
+                    changed = s.apply([incoming], T0)
+                    assert changed == [incoming]
+                    mine[address] = incoming
+                acked.append(mine[address].version)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        with final_lock:
+            final.update(mine)
+            versions.extend(acked)
+
+    def sweeper() -> None:
+        try:
+            start.wait()
+            while not stop.is_set():
+                s.sweep(T0 + 1)
+                s.snapshot().view_hash()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    sweep = threading.Thread(target=sweeper)
+    for t in [*threads, sweep]:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stop.set()
+    sweep.join(10)
+
+    assert errors == []
+    assert len(final) == 72 and len(versions) == 8 * 200
+    s.sweep(T0 + 1)
+    assert s.snapshot().entries == final
+    assert s.snapshot().clock == max(versions)
+    s.close()
+
+    s = SqliteStore(path, LEASE)
+    assert s.snapshot().entries == final
+    s.close()
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from node.protocol import Lease
+    from node.store import SqliteStore
+
+    store = SqliteStore(sys.argv[1], Lease(6.0, 6.0, 60.0))
+    for i in range(100000):
+        store.write_local(f"host-{i}:80", 1.0e9, 1000000000, "n1:5000", app_name="web")
+        print(f"ok {i}", flush=True)
+""")
+
+
+def test_sqlite_keeps_every_acknowledged_write_after_kill_9(tmp_path):
+    path = str(tmp_path / "k.db")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, path],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    acknowledged = []
+    try:
+        for line in proc.stdout:
+            acknowledged.append(int(line.split()[1]))
+            if len(acknowledged) == 300:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert len(acknowledged) == 300, proc.stderr.read()
+    assert proc.returncode == -signal.SIGKILL
+
+    s = SqliteStore(path, LEASE)
+    entries = s.snapshot().entries
+    s.close()
+    missing = [i for i in acknowledged if f"host-{i}:80" not in entries]
+    assert missing == []
+    assert entries[f"host-{acknowledged[-1]}:80"].version == acknowledged[-1] + 1
