@@ -1,0 +1,133 @@
+"""One contract, two transports: the in-memory network and HTTP between real servers.
+
+Every test runs against both, so the in-memory network used by the simulation and the
+unit tests behaves like the wire: same messages, same failures, bytes counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import socket
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from node.app import build_node, create_app
+from node.clock import FakeClock
+from node.config import TEST
+from node.transport import HttpTransport, InMemoryNetwork, TransportError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Memory:
+    """Nodes on an InMemoryNetwork."""
+
+    def __init__(self, tmp_path, clock):
+        self.net = InMemoryNetwork(random.Random(0))
+        self.tmp_path, self.clock = tmp_path, clock
+
+    def node(self, name: str):
+        address = f"{name}:5000"
+        config = dataclasses.replace(TEST, port=5000, advertise=address, db=str(self.tmp_path / f"{name}.db"))
+        node = build_node(config, clock=self.clock, transport=None, parallel=False)
+        node.transport = self.net.attach(address, node.handle)
+        return node
+
+    def unreachable(self) -> str:
+        return "nobody:5000"
+
+    def close(self):
+        pass
+
+
+class Http:
+    """Nodes served over HTTP on 127.0.0.1 (werkzeug, which stops cleanly between tests)."""
+
+    def __init__(self, tmp_path, clock):
+        self.tmp_path, self.clock = tmp_path, clock
+        self.servers = []
+
+    def node(self, name: str):
+        port = free_port()
+        config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}",
+                                     db=str(self.tmp_path / f"{name}.db"), timeout=1.0)
+        node = build_node(config, clock=self.clock, transport=HttpTransport(), parallel=False)
+        server = make_server("127.0.0.1", port, create_app(node=node), threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.servers.append(server)
+        return node
+
+    def unreachable(self) -> str:
+        return f"127.0.0.1:{free_port()}"  # nothing listens there
+
+    def close(self):
+        for s in self.servers:
+            s.shutdown()
+            s.server_close()
+
+
+@pytest.fixture(params=[Memory, Http], ids=["memory", "http"])
+def world(request, tmp_path):
+    w = request.param(tmp_path, FakeClock())
+    yield w
+    w.close()
+
+
+def test_one_exchange_makes_both_sides_equal(world):
+    a, b = world.node("a"), world.node("b")
+    a.register("10.0.0.1:80", "only-on-a")
+    b.register("10.0.0.2:80", "only-on-b")
+    b.deregister("10.0.0.3:80")
+    result = a.exchange(b.address)
+    assert result.ok, result.error
+    assert set(a.store.live(a.clock.now())) == set(b.store.live(b.clock.now()))
+    assert a.listing().keys() == b.listing().keys() == {"10.0.0.1:80", "10.0.0.2:80"}
+    assert result.sent == 1 and result.received == 2
+    assert result.bytes_sent > 0 and result.bytes_received > 0
+
+
+def test_converged_pair_exchanges_only_a_summary(world):
+    a, b = world.node("a"), world.node("b")
+    for i in range(40):
+        a.register(f"10.0.1.{i}:80", "bulk")
+    assert a.exchange(b.address).ok
+    first = a.exchange(b.address)  # nothing left to send
+    assert first.ok and first.sent == 0 and first.received == 0
+    busy = b.exchange(a.address)
+    assert busy.ok and busy.bytes_sent < 600, busy  # a few bucket hashes, not 40 entries
+
+
+def test_unreachable_peer_is_a_transport_error_and_counted(world):
+    a = world.node("a")
+    result = a.exchange(world.unreachable())
+    assert not result.ok and result.error
+    assert a.stats.exchanges_failed == 1
+    with pytest.raises(TransportError):
+        a.transport.send(world.unreachable(), {"type": "sum", "from": a.address, "buckets": ["0"]}, 0.5)
+
+
+def test_malformed_message_is_refused_not_crashing(world):
+    a, b = world.node("a"), world.node("b")
+    if isinstance(world, Http):
+        with pytest.raises(TransportError, match="400"):
+            a.transport.send(b.address, {"type": "sum", "buckets": "nope"}, 1.0)
+    else:
+        with pytest.raises(ValueError):
+            a.transport.send(b.address, {"type": "sum", "buckets": "nope"}, 1.0)
+    assert a.exchange(b.address).ok  # the peer still serves
+
+
+def test_lease_age_survives_the_wire(world):
+    a, b = world.node("a"), world.node("b")
+    a.register("10.0.0.9:80", "aging")
+    a.clock.advance(4.0)  # shared fake clock: 4 s of a's 6 s lease are gone
+    assert a.exchange(b.address).ok
+    entry = b.store.get("10.0.0.9:80", b.clock.now())
+    assert entry.age(b.clock.now()) == pytest.approx(4.0, abs=0.01)
