@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from .topology import sort_nodes
 
 # Fields of an entry that are the node's own judgement, not replicated state.
-LOCAL_FIELDS = frozenset({"status", "seen_at", "seen_round", "age"})
+# Renewal fields (version, last_update) change every few seconds with heartbeats and are not
+# part of the digest either (node.protocol.view_hash).
+LOCAL_FIELDS = frozenset({"status", "seen_at", "seen_round", "age", "version", "last_update"})
 
 
 @dataclass

@@ -257,16 +257,20 @@ def bucket_hashes(keys: Mapping[str, tuple[int, int]], buckets: int) -> list[int
 
 
 def view_hash(entries: Iterable[Entry]) -> str:
-    """Return a short hash of the listed view (live registrations); equal hashes = converged.
+    """Return a short hash of the listed view; equal hashes on all nodes = converged.
 
-    It covers what every node must agree on (address, app_name, last_update and the write
-    stamp) and leaves out what is local by design: the lease clock and the status.
+    It covers what clients act on: which instances are registered (tombstones excluded)
+    and under which app_name. Renewals are left out on purpose: every node and every
+    heartbeating instance renews every few seconds, so with versions and stamps in the
+    hash a cluster of 40 would never show one digest at one instant. The status is left
+    out too: it is each node's own reading of the lease. ``/registry/entries`` shows
+    versions for whoever needs the full state.
     """
     h = hashlib.blake2b(digest_size=8)
     for e in sorted(entries, key=lambda e: e.address):
         if e.deleted:
             continue
-        h.update(f"{e.address}\0{e.app_name}\0{e.last_update}\0{e.version}\0{e.origin}\n".encode())
+        h.update(f"{e.address}\0{e.app_name}\n".encode())
     return h.hexdigest()
 
 

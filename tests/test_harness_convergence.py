@@ -30,7 +30,7 @@ def test_explains_missing_extra_and_different_entries():
     views = {
         "n1": ref,
         "n2": ref,
-        "n3": {"10.0.0.2:80": entry(2), "10.0.0.9:80": entry(1)},
+        "n3": {"10.0.0.2:80": entry(2, app="old-web"), "10.0.0.9:80": entry(1)},
     }
     digests = {"n1": ("aaa", 2), "n2": ("aaa", 2), "n3": ("bbb", 2)}
     report = convergence.check(digests, views)
@@ -40,11 +40,12 @@ def test_explains_missing_extra_and_different_entries():
     diff = report.diffs["n3"]
     assert diff.missing == ["10.0.0.1:80"]
     assert diff.extra == ["10.0.0.9:80"]
-    assert diff.different["10.0.0.2:80"] == ({"version": 2, "last_update": 102}, {"version": 3, "last_update": 103})
+    # Renewal counters (version, last_update) differ all the time; only the app is reported.
+    assert diff.different["10.0.0.2:80"] == ({"app_name": "old-web"}, {"app_name": "web"})
     text = report.explain()
     assert "n3 lacks 10.0.0.1:80" in text
     assert "n3 has extra 10.0.0.9:80" in text
-    assert "n3 disagrees on 10.0.0.2:80: last_update=102, version=2 vs majority last_update=103, version=3" in text
+    assert "n3 disagrees on 10.0.0.2:80: app_name='old-web' vs majority app_name='web'" in text
     assert "digest aaa (2 entries): n1, n2" in text
 
 

@@ -134,7 +134,8 @@ def test_converged_pair_exchanges_digests_only(s):
 @settings(max_examples=100, deadline=None)
 @given(state(), state())
 def test_view_hash_equal_iff_listed_views_equal(a, b):
-    listed = lambda s: {k: (e.app_name, e.last_update, e.stamp) for k, e in s.items() if not e.deleted}  # noqa: E731
+    # What clients act on: instances and their app; renewals (versions, stamps) are not hashed.
+    listed = lambda s: {k: e.app_name for k, e in s.items() if not e.deleted}  # noqa: E731
     same = listed(a) == listed(b)
     assert (protocol.view_hash(a.values()) == protocol.view_hash(b.values())) == same
 
@@ -149,6 +150,9 @@ def test_view_hash_ignores_order_lease_clock_and_tombstones():
     assert protocol.view_hash([dataclasses.replace(x, renewed_at=5.0), y]) == base
     assert protocol.view_hash([x, y, tomb]) == base
     assert protocol.view_hash([x]) != base
+    renewed = dataclasses.replace(x, version=9, last_update=x.last_update + 30)
+    assert protocol.view_hash([renewed, y]) == base
+    assert protocol.view_hash([dataclasses.replace(x, app_name="other"), y]) != base
 
 
 # -- leases --------------------------------------------------------------------------------
