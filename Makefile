@@ -52,5 +52,16 @@ cluster-down: install ## remove the cluster and its volumes
 gc: install ## remove whatever a crashed run left behind
 	$(BIN)/python -m harness gc
 
+experiment: install image ## convergence sweep: sim N=5..1000 beside docker N=5,10 (writes runs/<timestamp>/)
+	$(BIN)/python -m harness experiment --backend both --nodes 5,10,20,40,100,1000 --docker-nodes 5,10 --repeats 10
+
+bench: install image ## side-by-side benchmarks (several minutes each; see bench/)
+	$(BIN)/python bench/node_cost.py
+	$(BIN)/python bench/dissemination.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/failure_detection.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/serf_compare.py
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
