@@ -78,13 +78,22 @@ class Snapshot:
         """Return the entries not gone at ``now`` (read-only: often ``self.entries`` itself).
 
         Until the earliest instant at which any entry goes, that is every entry, so the
-        common case costs nothing; the instant is computed once per snapshot.
+        common case costs nothing. Writes keep ``_next_gone`` a lower bound of that instant
+        (a renewal can only move an entry's end later); once ``now`` passes it, one scan
+        finds the live entries and the exact next instant.
         """
-        if self._next_gone is None:
-            self._next_gone = min((protocol.gone_at(e, lease) for e in self.entries.values()), default=float("inf"))
-        if now < self._next_gone:
-            return self.entries
-        return {a: e for a, e in self.entries.items() if protocol.is_live(e, now, lease)}
+        if self._next_gone is None or now >= self._next_gone:
+            live, nxt = {}, float("inf")
+            for a, e in self.entries.items():
+                end = protocol.gone_at(e, lease)
+                if now < end:
+                    live[a] = e
+                    nxt = min(nxt, end)
+            if len(live) < len(self.entries):
+                self._next_gone = now  # some are gone: scan again until a sweep removes them
+                return live
+            self._next_gone = nxt
+        return self.entries
 
 
 class Store:
@@ -198,7 +207,10 @@ class Store:
             entries.pop(a, None)
             seen.pop(a, None)
         self._persist(rows, deletes, clock)
-        self._snap = Snapshot(entries, seen, clock, snap.generation + 1, keys, buckets)
+        new = Snapshot(entries, seen, clock, snap.generation + 1, keys, buckets)
+        if snap._next_gone is not None:  # still a lower bound: see Snapshot.live
+            new._next_gone = min([snap._next_gone, *(protocol.gone_at(e, self.lease) for e in upserts)])
+        self._snap = new
 
     def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:
         """Make a write durable; the memory store has nothing to do."""
