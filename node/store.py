@@ -45,6 +45,8 @@ class Snapshot:
     _hash: str | None = field(default=None, repr=False)
     _next_gone: float | None = field(default=None, repr=False)
     _peers: tuple[float, list[str]] | None = field(default=None, repr=False)
+    # Guards ``buckets``: responders fill it while a writer copies it into the next snapshot.
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def view_hash(self) -> str:
         """Return the hash of the listed view, computed once per snapshot."""
@@ -54,12 +56,13 @@ class Snapshot:
 
     def summary(self, buckets: int) -> list[int]:
         """Return the per-bucket hashes for ``buckets`` buckets (cached)."""
-        cached = self.buckets.get(buckets)
-        if cached is None:
-            while len(self.buckets) >= 3:  # peers of other sizes ask for other counts
-                self.buckets.pop(next(iter(self.buckets)))
-            cached = self.buckets[buckets] = protocol.bucket_hashes(self.keys, buckets)
-        return cached
+        with self._cache_lock:
+            cached = self.buckets.get(buckets)
+            if cached is None:
+                while len(self.buckets) >= 3:  # peers of other sizes ask for other counts
+                    self.buckets.pop(next(iter(self.buckets)))
+                cached = self.buckets[buckets] = protocol.bucket_hashes(self.keys, buckets)
+            return cached
 
     def in_buckets(self, live: dict[str, Entry], buckets: int, wanted: set[int]) -> dict[str, Entry]:
         """Return the entries of ``live`` whose address falls in one of ``wanted``."""
@@ -181,7 +184,8 @@ class Store:
         seen = dict(snap.seen)
         keys = dict(snap.keys)
         # Carry the bucket arrays over, XOR-ing out old stamps and in new ones.
-        buckets = {b: list(h) for b, h in snap.buckets.items()}
+        with snap._cache_lock:
+            buckets = {b: list(h) for b, h in snap.buckets.items()}
         clock = snap.clock
         rows = []
 
