@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,26 +20,15 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procstat import cpu_seconds, free_port  # noqa: E402
 
 from node.config import LOCAL  # noqa: E402
 from node.gossip import Node  # noqa: E402
 from node.protocol import Lease  # noqa: E402
 from node.store import Store  # noqa: E402
 from node.transport import HttpTransport  # noqa: E402
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return user+system CPU seconds of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_node(tmp: str, *extra: str) -> tuple[subprocess.Popen, str]:

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,10 +39,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procstat import cpu_seconds, free_port  # noqa: E402
 
 from node.config import LOCAL  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 RENEWED = 100  # addresses registered up front (renewals, and the size of the list)
 NOOP_PATH = "/bench/noop"
 # The node's own entry point with one extra route; everything else is python -m node.
@@ -94,18 +95,6 @@ request = function()
   return wrk.format(nil, nil, nil, string.format('{{"address": "10.200.0.%d:80", "app_name": "bench"}}', n))
 end
 """ + LUA_DONE
-
-
-def cpu_seconds(pid: int) -> float:
-    """Return user+system CPU seconds of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
