@@ -7,7 +7,7 @@ import dataclasses
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .protocol import is_hostport
 
@@ -58,7 +58,7 @@ class Config:
     # Python logging level name.
     log_level: str = "INFO"
     # Extra per-run label shown in logs (harness sets it to the node name).
-    name: str = field(default="")
+    name: str = ""
 
     @property
     def renew_every(self) -> float:
