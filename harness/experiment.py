@@ -293,6 +293,9 @@ class SimBackend:
         c, sweep = self.cluster, self.sweep
         wall = time.perf_counter()
         c.synchronous = mode == "sync"
+        # A registration lands at a random instant of the nodes' timers: new phases each
+        # trial (the same, in distribution, as registering at a random point of a round).
+        c.rephase()
         if c.run_until(self._members_complete, sweep.trial_rounds) is None:
             raise HarnessError(f"sim N={self.n}: membership incomplete before trial {index}")
         plan = fault_plan(sweep.fault, c.nodes, rng)
@@ -476,11 +479,19 @@ class DockerBackend:
         undo_at = t_reg + sweep.fault_rounds * self.interval
         undone = not events
         deadline = t_reg + sweep.trial_timeout
+        # The instants come from the nodes (seen_at), so polling only collects them: poll
+        # rarely, backing off, to keep the harness's requests from slowing the gossip.
+        gap = max(0.25, 2 * self.interval)
+        next_poll = t_reg + gap
         try:
             while time.time() < deadline:
-                if not undone and time.time() >= undo_at:
+                now = time.time()
+                if not undone and now >= undo_at:
                     self._undo(plan, events)
                     undone = True
+                if now < next_poll:
+                    time.sleep(max(0.0, min(next_poll, undo_at if not undone else next_poll, deadline) - now))
+                    continue
                 missing = [x for x, s in seen_at.items() if s is None]
                 if not missing:
                     break
@@ -490,7 +501,10 @@ class DockerBackend:
                     e = (view or {}).get(address)
                     if e is not None and e.get("seen_at") is not None:
                         seen_at[x], node_round[x] = float(e["seen_at"]), e.get("seen_round")
-                time.sleep(min(0.1, self.interval / 2))
+                if all(s is not None for s in seen_at.values()):
+                    break
+                gap = min(2.0, gap * 1.5)
+                next_poll = time.time() + gap
         finally:
             if not undone:
                 self._undo(plan, events)

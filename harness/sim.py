@@ -2,12 +2,13 @@
 
 ``SimCluster`` offers the operations of the Docker ``Cluster`` that make sense without
 containers (register, deregister, partition, heal, kill, start, skew, loss, views,
-digests, wait_converged), so one scenario runs against both. Time is virtual: a
-round advances the shared clock by ``interval`` and every live node runs one gossip
-round, in a fixed random order (their phases). With ``synchronous=True`` what a node
-learns in a round is applied only after the round, as in the synchronous model of the
-theory tables; otherwise news can travel several hops in one round, as between real
-nodes whose timers are out of phase.
+digests, wait_converged), so one scenario runs against both. Time is virtual. Each node
+has a fixed random phase in (0, 1], like a real node's timer started at a random
+instant: during a round the shared clock moves to ``start + phase * interval`` before
+that node gossips, so first-seen instants fall inside the round, as they do between real
+nodes, and news can travel several hops in one round. With ``synchronous=True`` every
+node gossips at the end of the round and what it learns is applied only after the
+round, as in the synchronous model of the theory tables.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class SimCluster:
         self._store_factory = store_factory or (lambda name, lease: Store(lease))
         self._nodes: dict[str, Node] = {}
         self._down: set[str] = set()
-        self._order: list[str] = []
+        self._phase: dict[str, float] = {}
+        self._order: list[str] = []  # node names by phase
         for _ in range(nodes):
             self._spawn()
 
@@ -88,9 +90,15 @@ class SimCluster:
         node.transport = self.network.attach(address, node.handle)
         node.renew_self()
         self._nodes[name] = node
-        # A new node's phase is a random slot in the round order.
-        self._order.insert(self.rng.randrange(len(self._order) + 1), name)
+        self._phase[name] = 1.0 - self.rng.random()  # in (0, 1]
+        self._order = sorted(self._phase, key=self._phase.__getitem__)
         return name
+
+    def rephase(self) -> None:
+        """Draw every node's phase again, as if all timers had been restarted at random."""
+        for name in self._phase:
+            self._phase[name] = 1.0 - self.rng.random()
+        self._order = sorted(self._phase, key=self._phase.__getitem__)
 
     def add_node(self, seed: str = "n1") -> str:
         """Add a late joiner that knows only ``seed``; return its name."""
@@ -100,18 +108,24 @@ class SimCluster:
 
     def step(self, rounds: int = 1) -> None:
         """Advance virtual time by ``rounds`` intervals, every live node gossiping once per round."""
+        interval = self.config.interval
         for _ in range(rounds):
-            self.clock.advance(self.config.interval)
+            start = self.clock.now()
+            end = start + interval
             self.rounds += 1
             live = [n for n in self._order if n not in self._down]
             if self.synchronous:
+                self.clock.set(end)
                 for n in live:
                     self._nodes[n].store.hold()
             for n in live:
+                if not self.synchronous:
+                    self.clock.set(start + self._phase[n] * interval)
                 self._nodes[n].run_round()
+            self.clock.set(end)
             if self.synchronous:
                 for n in live:
-                    self._nodes[n].store.release(self.clock.now(), self._nodes[n].stats.rounds)
+                    self._nodes[n].store.release(end, self._nodes[n].stats.rounds)
 
     def settle(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, gossiping all along."""

@@ -25,7 +25,7 @@ from . import protocol
 from .clock import Clock
 from .config import Config
 from .protocol import NODE_APP, Entry, Lease
-from .store import Store
+from .store import Snapshot, Store
 from .transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -135,15 +135,19 @@ class Node:
             log.exception("renew/sweep failed")
         if peers is None:
             peers = protocol.select_peers(self.rng, self.peers(), self.config.seeds, self.address, self.config.fanout)
+        # Every exchange of a round offers the state the round started with, whether the
+        # exchanges run in parallel (nodes) or one after another (simulation): what one
+        # exchange pulls in is passed on from the next round, the same in both.
+        snap = self.store.snapshot()
         if self._executor is not None and len(peers) > 1:
-            return list(self._executor.map(self.exchange, peers))
-        return [self.exchange(p) for p in peers]
+            return list(self._executor.map(lambda p: self.exchange(p, snap), peers))
+        return [self.exchange(p, snap) for p in peers]
 
-    def exchange(self, peer: str) -> Exchange:
-        """Run one push-pull exchange with ``peer``; never raises."""
+    def exchange(self, peer: str, snap: Snapshot | None = None) -> Exchange:
+        """Run one push-pull exchange with ``peer``, offering ``snap`` (default: now's); never raises."""
         result = Exchange(peer, ok=False)
         try:
-            self._exchange(peer, result)
+            self._exchange(peer, result, self.store.snapshot() if snap is None else snap)
             result.ok = True
         except (TransportError, ProtocolError) as exc:
             result.error = str(exc)
@@ -168,9 +172,8 @@ class Node:
             raise ProtocolError("reply must be a JSON object")
         return reply.body
 
-    def _exchange(self, peer: str, result: Exchange) -> None:
+    def _exchange(self, peer: str, result: Exchange, snap: Snapshot) -> None:
         # Step 1: per-bucket summary; the peer answers with its digest of differing buckets.
-        snap = self.store.snapshot()
         nb = protocol.bucket_count(len(snap.entries))
         summary = [format(h, "x") for h in snap.summary(nb)]
         body = self._send(peer, {"type": "sum", "from": self.address, "buckets": summary}, result)
@@ -182,7 +185,6 @@ class Node:
         theirs = _parse_digest(body.get("digest"))
         # Step 2: push what the peer lacks, ask for what it has newer.
         now = self.clock.now()
-        snap = self.store.snapshot()
         mine = snap.in_buckets(snap.live(now, self.lease), nb, set(differing))
         send, want = protocol.delta(mine, theirs)
         if not send and not want:

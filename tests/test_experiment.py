@@ -84,7 +84,9 @@ def test_partition_heal_reaches_the_far_side_only_after_the_heal(tmp_path):
     group = summary["groups"][0]
     assert group["within_target"] is None  # the theory target is for fault-free runs
     assert group["fault_end_s_mean"] == pytest.approx(4 * 0.2)
-    assert group["rounds_after_fault_mean"] == pytest.approx(group["rounds_mean"] - 4)
+    # informed at phases inside the rounds after the heal: the mean of the fractional
+    # rounds after it lies within one round below the whole rounds after it
+    assert group["rounds_mean"] - 5 < group["rounds_after_fault_mean"] <= group["rounds_mean"] - 4 + 1e-9
 
 
 def test_kill_restart_victim_is_informed_after_its_restart(tmp_path):
