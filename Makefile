@@ -41,6 +41,7 @@ lint: install ## ruff
 	$(BIN)/ruff check node harness tests bench
 
 cluster-up: install image ## start an N-node cluster (make cluster-up N=5)
+	$(BIN)/python -m harness tune-host --nodes $(N)
 	$(BIN)/python -m harness up --name $(NAME) --nodes $(N)
 
 cluster-status: install ## show every node's entries and digest

@@ -245,6 +245,37 @@ def gc_(backend, name, all_clusters):
                f"{removed['networks']} networks")
 
 
+@main.command("tune-host")
+@click.option("--nodes", "-n", type=click.IntRange(1, 1000), required=True,
+              help="Size of the cluster to make room for (running harness clusters are added).")
+def tune_host(nodes):
+    """Raise the host's ARP table limit if an N-node cluster would overflow it (needs root).
+
+    The kernel shares one neighbour table among all containers; see harness/hostlimits.py.
+    Prints nothing when the limit already fits.
+    """
+    from . import cluster, hostlimits  # noqa: PLC0415 - only this command needs them
+
+    try:
+        client = cluster.connect()
+        others = cluster.running_cluster_sizes(client) if cluster.is_local(client) else None
+    except HarnessError:
+        others = []
+    if others is None:  # a remote engine: this host's limits do not apply
+        return
+    try:
+        hostlimits.check_neighbour_table(nodes, others)
+        return
+    except hostlimits.HostLimitError as exc:
+        problem = str(exc)
+    try:
+        changes = hostlimits.tune(nodes, others)
+    except PermissionError:
+        _fail(problem)
+    for change in changes:
+        click.echo(f"tune-host: {change} (room for a {nodes}-node cluster)")
+
+
 def _int_list(ctx, param, value):
     """Parse ``"5,10,20"`` into ``(5, 10, 20)``."""
     if value is None:

@@ -41,7 +41,7 @@ import docker
 import docker.errors
 import requests
 
-from . import convergence, topology
+from . import convergence, hostlimits, topology
 from .errors import (
     ClusterExists,
     ClusterNotFound,
@@ -134,6 +134,20 @@ def connect(client=None):
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise DockerUnavailable(_unreachable(exc)) from exc
     return client
+
+
+def is_local(client) -> bool:
+    """Whether the engine runs on this host (a unix socket), so this host's limits apply."""
+    return str(getattr(client.api, "base_url", "")).startswith("http+docker://")
+
+
+def running_cluster_sizes(client) -> list[int]:
+    """Return the node count of every harness cluster that has containers on the engine."""
+    sizes: dict[str, int] = {}
+    for c in client.containers.list(all=True, filters={"label": LABEL_HARNESS}):
+        if _is_node(c.labels.get(LABEL_NODE)):
+            sizes[c.labels.get(LABEL_CLUSTER, "")] = sizes.get(c.labels.get(LABEL_CLUSTER, ""), 0) + 1
+    return list(sizes.values())
 
 
 def _unreachable(exc: Exception) -> str:
@@ -229,6 +243,8 @@ class Cluster:
             raise ImageNotFound(f"image {self.image} not found locally; build it with docker/build-image.sh") from None
         if self._find_containers(self.client, self.name):
             raise ClusterExists(f"cluster {self.name!r} already exists; run `down --name {self.name}` or `gc` first")
+        if is_local(self.client):
+            hostlimits.check_neighbour_table(self.size, running_cluster_sizes(self.client))
         try:
             self._create_network()
             names = [f"n{k}" for k in range(1, self.size + 1)]
@@ -702,6 +718,7 @@ class Cluster:
                 environment=env,
                 labels=self._labels(name),
                 cap_add=["NET_ADMIN"],
+                init=True,  # tini as PID 1: reaps the processes fault probes leave behind
                 ports={f"{NODE_PORT}/tcp": ("127.0.0.1", port)},
                 volumes={volume: {"bind": "/data", "mode": "rw"}},
                 network=self.network_name,
