@@ -718,7 +718,6 @@ class Cluster:
                 environment=env,
                 labels=self._labels(name),
                 cap_add=["NET_ADMIN"],
-                init=True,  # tini as PID 1: reaps the processes fault probes leave behind
                 ports={f"{NODE_PORT}/tcp": ("127.0.0.1", port)},
                 volumes={volume: {"bind": "/data", "mode": "rw"}},
                 network=self.network_name,
