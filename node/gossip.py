@@ -134,7 +134,9 @@ class Node:
         except Exception:  # a broken store must not kill the loop
             log.exception("renew/sweep failed")
         if peers is None:
-            peers = protocol.select_peers(self.rng, self.peers(), self.config.seeds, self.address, self.config.fanout)
+            peers = protocol.select_peers(
+                self.rng, self.peers(), self.config.seeds, self.address, self.config.fanout, presorted=True
+            )
         # Every exchange of a round offers the state the round started with, whether the
         # exchanges run in parallel (nodes) or one after another (simulation): what one
         # exchange pulls in is passed on from the next round, the same in both.
@@ -175,7 +177,7 @@ class Node:
     def _exchange(self, peer: str, result: Exchange, snap: Snapshot) -> None:
         # Step 1: per-bucket summary; the peer answers with its digest of differing buckets.
         nb = protocol.bucket_count(len(snap.entries))
-        summary = [format(h, "x") for h in snap.summary(nb)]
+        summary = snap.summary_hex(nb)
         body = self._send(peer, {"type": "sum", "from": self.address, "buckets": summary}, result)
         differing = body.get("buckets", [])
         if not isinstance(differing, list) or not all(type(i) is int and 0 <= i < nb for i in differing):
@@ -206,12 +208,14 @@ class Node:
             buckets = message.get("buckets")
             if not isinstance(buckets, list) or not 1 <= len(buckets) <= protocol.MAX_BUCKETS:
                 raise ProtocolError(f"buckets must be a list of 1..{protocol.MAX_BUCKETS} hex hashes")
+            snap = self.store.snapshot()
+            nb = len(buckets)
+            if buckets == snap.cached_summary_hex(nb):  # converged pair, in our own spelling
+                return {"buckets": []}
             try:
                 theirs = [int(h, 16) for h in buckets]
             except (TypeError, ValueError):
                 raise ProtocolError("buckets must be hex strings") from None
-            snap = self.store.snapshot()
-            nb = len(theirs)
             differing = [i for i, h in enumerate(snap.summary(nb)) if h != theirs[i]]
             if not differing:
                 return {"buckets": []}

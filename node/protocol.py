@@ -36,6 +36,7 @@ does no I/O.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 import re
@@ -57,12 +58,29 @@ MAX_INT = 2**53 - 1
 _HOSTPORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-_]{0,252}):(\d{1,5})")
 
 
+_MEMO_LIMIT = 1 << 16
+"""Size at which a memo of a pure function below is emptied (bounds its memory)."""
+
+_hostport_memo: dict[str, bool] = {}
+
+
 def is_hostport(value: object) -> bool:
-    """Tell whether ``value`` is a ``host:port`` string with a port in 1..65535."""
+    """Tell whether ``value`` is a ``host:port`` string with a port in 1..65535 (memoized)."""
     if not isinstance(value, str):
         return False
-    m = _HOSTPORT.fullmatch(value)
-    return bool(m) and 0 < int(m.group(1)) < 65536
+    ok = _hostport_memo.get(value)
+    if ok is None:
+        m = _HOSTPORT.fullmatch(value)
+        ok = bool(m) and 0 < int(m.group(1)) < 65536
+        _remember(_hostport_memo, value, ok)
+    return ok
+
+
+def _remember(memo: dict, key, value) -> None:
+    """Store ``key`` -> ``value`` in ``memo``, emptying it first when it is full."""
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
 
 
 Stamp = tuple[int, str]
@@ -122,6 +140,7 @@ class Entry:
 
     def to_wire(self, now: float) -> list:
         """Encode for a gossip message: a compact list, age instead of a local time."""
+        age = now - self.renewed_at
         return [
             self.address,
             self.app_name,
@@ -129,7 +148,7 @@ class Entry:
             self.version,
             self.origin,
             1 if self.deleted else 0,
-            round(self.age(now), 3),
+            round(age if age > 0.0 else 0.0, 3),  # = age(now): max(0.0, age)
         ]
 
     @classmethod
@@ -142,13 +161,36 @@ class Entry:
             raise ValueError("address and origin must be host:port")
         if not isinstance(app_name, str) or len(app_name) > 255:
             raise ValueError("app_name must be a string of at most 255 characters")
-        if not _is_int(version) or not 1 <= version <= MAX_INT:
+        # ``type(x) is int`` first: the common case, without the two isinstance calls.
+        if not (type(version) is int or _is_int(version)) or not 1 <= version <= MAX_INT:
             raise ValueError(f"version must be an integer in 1..{MAX_INT}")
-        if not _is_int(last_update) or not 0 <= last_update <= MAX_INT:
+        if not (type(last_update) is int or _is_int(last_update)) or not 0 <= last_update <= MAX_INT:
             raise ValueError(f"last_update must be an integer in 0..{MAX_INT}")
-        if not _is_number(age) or not 0 <= age < 1e12 or deleted not in (0, 1):
+        if not (type(age) is float or _is_number(age)) or not 0 <= age < 1e12 or deleted not in (0, 1):
             raise ValueError("age or deleted has the wrong type")
-        return cls(address, app_name, int(last_update), int(version), origin, bool(deleted), now - float(age))
+        build = _build_entry if cls is Entry else cls
+        return build(address, app_name, int(last_update), int(version), origin, bool(deleted), now - float(age))
+
+
+_SET_ADDRESS, _SET_APP, _SET_LAST, _SET_VERSION, _SET_ORIGIN, _SET_DELETED, _SET_RENEWED = (
+    getattr(Entry, name).__set__ for name in Entry.__slots__
+)
+
+
+def _build_entry(
+    address: str, app_name: str, last_update: int, version: int, origin: str, deleted: bool, renewed_at: float
+) -> Entry:
+    """Return ``Entry(...)`` of these fields in half the time: a frozen dataclass's
+    __init__ sets each slot through ``object.__setattr__``; this sets the slots directly."""
+    e = object.__new__(Entry)
+    _SET_ADDRESS(e, address)
+    _SET_APP(e, app_name)
+    _SET_LAST(e, last_update)
+    _SET_VERSION(e, version)
+    _SET_ORIGIN(e, origin)
+    _SET_DELETED(e, deleted)
+    _SET_RENEWED(e, renewed_at)
+    return e
 
 
 def _is_int(value: object) -> bool:
@@ -173,9 +215,14 @@ def merge(local: Mapping[str, Entry], remote: Iterable[Entry]) -> dict[str, Entr
     changed: dict[str, Entry] = {}
     for entry in remote:
         current = changed.get(entry.address) or local.get(entry.address)
-        if current is None or entry.stamp > current.stamp:
+        if current is None or _beats(entry.version, entry.origin, current.version, current.origin):
             changed[entry.address] = entry
     return changed
+
+
+def _beats(version: int, origin: str, other_version: int, other_origin: str) -> bool:
+    """``(version, origin) > (other_version, other_origin)`` without building the tuples."""
+    return version > other_version or (version == other_version and origin > other_origin)
 
 
 def join(a: Mapping[str, Entry], b: Mapping[str, Entry]) -> dict[str, Entry]:
@@ -210,15 +257,25 @@ def delta(
     Return (entries the peer lacks or holds older, addresses the peer holds newer).
     """
     send = []
+    get = remote_digest.get
     for a, e in local.items():
-        theirs = remote_digest.get(a)
-        if theirs is None or (e.version, e.origin) > tuple(theirs):
+        theirs = get(a)
+        if theirs is None:
             send.append(e)
+        else:  # (e.version, e.origin) > theirs, inlined: this loop runs over whole states
+            v = theirs[0]
+            if e.version > v or (e.version == v and e.origin > theirs[1]):
+                send.append(e)
     want = []
+    get = local.get
     for a, s in remote_digest.items():
-        mine = local.get(a)
-        if mine is None or tuple(s) > (mine.version, mine.origin):
+        mine = get(a)
+        if mine is None:
             want.append(a)
+        else:
+            v = s[0]
+            if v > mine.version or (v == mine.version and s[1] > mine.origin):
+                want.append(a)
     return send, want
 
 
@@ -242,10 +299,22 @@ def address_key(address: str) -> int:
     return zlib.crc32(address.encode())
 
 
+_stamp_memo: dict[tuple[str, int, str], int] = {}
+
+
 def stamp_hash(entry: Entry) -> int:
-    """Return a stable 64-bit hash of the write an entry records (address and stamp)."""
-    data = f"{entry.address}\0{entry.version}\0{entry.origin}".encode()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    """Return a stable 64-bit hash of the write an entry records (address and stamp).
+
+    Memoized: every node that stores a write hashes it, and a simulation runs them all
+    in one process.
+    """
+    key = (entry.address, entry.version, entry.origin)
+    h = _stamp_memo.get(key)
+    if h is None:
+        data = f"{entry.address}\0{entry.version}\0{entry.origin}".encode()
+        h = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+        _remember(_stamp_memo, key, h)
+    return h
 
 
 def bucket_hashes(keys: Mapping[str, tuple[int, int]], buckets: int) -> list[int]:
@@ -280,6 +349,8 @@ def select_peers(
     seeds: Sequence[str],
     me: str,
     fanout: int,
+    *,
+    presorted: bool = False,
 ) -> list[str]:
     """Choose this round's peers.
 
@@ -287,15 +358,27 @@ def select_peers(
     retried: all of them while no live node is known (bootstrap), otherwise one at random
     with probability ``unreachable_seeds / (live + 1)`` (Cassandra's rule), so a cluster
     re-forms after a partition or a full restart without biasing the uniform choice much.
+
+    ``presorted`` promises that ``live`` is sorted, distinct and without ``me`` (as
+    ``Snapshot.peers`` returns it): the same choice, without copying and sorting ``live``.
     """
-    live_set = sorted(set(live) - {me})
-    down_seeds = sorted(set(seeds) - set(live_set) - {me})
+    if presorted:
+        live_set = live
+        down_seeds = sorted({s for s in seeds if s != me and not _in_sorted(live, s)})
+    else:
+        live_set = sorted(set(live) - {me})
+        down_seeds = sorted(set(seeds) - set(live_set) - {me})
     if not live_set:
         return down_seeds
     peers = rng.sample(live_set, min(fanout, len(live_set)))
     if down_seeds and rng.random() < len(down_seeds) / (len(live_set) + 1):
         peers.append(rng.choice(down_seeds))
     return peers
+
+
+def _in_sorted(items: Sequence[str], value: str) -> bool:
+    i = bisect.bisect_left(items, value)
+    return i < len(items) and items[i] == value
 
 
 def live_peers(entries: Iterable[Entry], now: float, lease: Lease, me: str) -> list[str]:

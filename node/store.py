@@ -30,6 +30,18 @@ class Seen:
     round: int
 
 
+@dataclass(frozen=True)
+class _Peers:
+    """The live peers of a snapshot as ``me`` sees them, valid for readings in [since, until)."""
+
+    since: float
+    until: float
+    me: str
+    lease: Lease
+    sorted: list[str]  # read-only
+    members: frozenset[str]
+
+
 @dataclass
 class Snapshot:
     """An immutable view of a store at one generation."""
@@ -42,10 +54,14 @@ class Snapshot:
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     # bucket count -> per-bucket XOR of stamp hashes (computed on demand, then carried).
     buckets: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    # bucket count -> the addresses in each bucket (computed on demand, then carried).
+    members: dict[int, list[tuple[str, ...]]] = field(default_factory=dict, repr=False)
     _hash: str | None = field(default=None, repr=False)
     _next_gone: float | None = field(default=None, repr=False)
-    _peers: tuple[float, list[str]] | None = field(default=None, repr=False)
-    # Guards ``buckets``: responders fill it while a writer copies it into the next snapshot.
+    _peers: _Peers | None = field(default=None, repr=False)
+    # bucket count -> the summary as hex strings, as sent (this snapshot only).
+    _hex: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    # Guards ``buckets`` and ``members``: responders fill them while a writer copies them.
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def view_hash(self) -> str:
@@ -64,18 +80,87 @@ class Snapshot:
                 cached = self.buckets[buckets] = protocol.bucket_hashes(self.keys, buckets)
             return cached
 
+    def summary_hex(self, buckets: int) -> list[str]:
+        """Return ``summary(buckets)`` as the hex strings a "sum" message carries (cached; read-only)."""
+        cached = self._hex.get(buckets)
+        if cached is None:
+            cached = self._hex[buckets] = [format(h, "x") for h in self.summary(buckets)]
+        return cached
+
+    def cached_summary_hex(self, buckets: int) -> list[str] | None:
+        """Return the hex summary if this snapshot has already formatted it, else None."""
+        return self._hex.get(buckets)
+
+    def bucket_members(self, buckets: int) -> list[tuple[str, ...]]:
+        """Return the addresses in each of ``buckets`` buckets (cached; read-only)."""
+        with self._cache_lock:
+            cached = self.members.get(buckets)
+            if cached is None:
+                while len(self.members) >= 3:
+                    self.members.pop(next(iter(self.members)))
+                groups: list[list[str]] = [[] for _ in range(buckets)]
+                for a, (key, _) in self.keys.items():
+                    groups[key % buckets].append(a)
+                cached = self.members[buckets] = [tuple(g) for g in groups]
+            return cached
+
     def in_buckets(self, live: dict[str, Entry], buckets: int, wanted: set[int]) -> dict[str, Entry]:
-        """Return the entries of ``live`` whose address falls in one of ``wanted``."""
-        keys = self.keys
-        return {a: e for a, e in live.items() if keys[a][0] % buckets in wanted}
+        """Return the entries of ``live`` whose address falls in one of ``wanted`` (read-only)."""
+        if len(wanted) >= buckets and wanted.issuperset(range(buckets)):  # every bucket
+            return live
+        members = self.bucket_members(buckets)
+        if 2 * len(wanted) > buckets:  # most buckets: copy all, drop the others
+            out = dict(live)
+            for b in range(buckets):
+                if b not in wanted:
+                    for a in members[b]:
+                        out.pop(a, None)
+            return out
+        out = {}
+        for b in wanted:
+            if 0 <= b < buckets:
+                for a in members[b]:
+                    e = live.get(a)
+                    if e is not None:
+                        out[a] = e
+        return out
 
     def peers(self, now: float, lease: Lease, me: str) -> list[str]:
-        """Return healthy node entries other than ``me``; cached until one of them expires."""
-        if self._peers is None or now >= self._peers[0]:
-            peers = protocol.live_peers(self.entries.values(), now, lease, me)
+        """Return healthy node entries other than ``me``, sorted (read-only).
+
+        Cached until one of them expires; a write carries the cache over to the next
+        snapshot (see ``_carry_peers``), so it is rebuilt about once per lease, not per write.
+        """
+        c = self._peers
+        if c is None or not c.since <= now < c.until or c.me != me or c.lease != lease:
+            peers = sorted(protocol.live_peers(self.entries.values(), now, lease, me))
             until = min((self.entries[a].renewed_at + lease.ttl for a in peers), default=float("inf"))
-            self._peers = (until, peers)
-        return self._peers[1]
+            c = self._peers = _Peers(now, until, me, lease, peers, frozenset(peers))
+        return c.sorted
+
+    def _carry_peers(self, upserts: list[Entry], deletes: list[str], now: float) -> _Peers | None:
+        """Return this snapshot's peer cache updated for a write at ``now`` (None: rebuild).
+
+        Entries the write leaves alone keep their state over the old cache's validity;
+        a written node entry is in if it is healthy at ``now`` (see Entry.status), and
+        then healthy until its own lease end, which bounds the new validity. Valid from
+        ``now`` on only.
+        """
+        c = self._peers
+        if c is None or not c.since <= now < c.until:
+            return None
+        until, me, ttl, known = c.until, c.me, c.lease.ttl, c.members
+        peer = dict.fromkeys(deletes, False)  # address -> is a peer after the write
+        for e in upserts:
+            end = e.renewed_at + ttl
+            healthy = now < end and not e.deleted and e.app_name == protocol.NODE_APP and e.address != me
+            if healthy:
+                until = min(until, end)
+            peer[e.address] = healthy
+        if all((a in known) == p for a, p in peer.items()):  # same peers (renewals): share the list
+            return _Peers(now, until, me, c.lease, c.sorted, known)
+        members = frozenset([a for a in known if a not in peer] + [a for a, p in peer.items() if p])
+        return _Peers(now, until, me, c.lease, sorted(members), members)
 
     def live(self, now: float, lease: Lease) -> dict[str, Entry]:
         """Return the entries not gone at ``now`` (read-only: often ``self.entries`` itself).
@@ -97,6 +182,20 @@ class Snapshot:
                 return live
             self._next_gone = nxt
         return self.entries
+
+
+def _regroup(
+    groups: list[tuple[str, ...]], buckets: int, came: list[tuple[str, int]], went: list[tuple[str, int]]
+) -> list[tuple[str, ...]]:
+    """Return a copy of ``groups`` (addresses per bucket) with addresses added and removed."""
+    groups = list(groups)
+    for address, key in went:
+        b = key % buckets
+        groups[b] = tuple(a for a in groups[b] if a != address)
+    for address, key in came:
+        b = key % buckets
+        groups[b] = (*groups[b], address)
+    return groups
 
 
 class Store:
@@ -186,34 +285,47 @@ class Store:
         # Carry the bucket arrays over, XOR-ing out old stamps and in new ones.
         with snap._cache_lock:
             buckets = {b: list(h) for b, h in snap.buckets.items()}
+            members = dict(snap.members)  # lists shared until an address comes or goes
         clock = snap.clock
-        rows = []
+        seen_now = Seen(now, round_)  # immutable: one record serves every entry of this write
+        rows = [(e, seen_now) for e in upserts]
 
-        def unhash(address: str) -> None:
-            old = keys.pop(address, None)
-            if old is not None:
-                for b, arr in buckets.items():
-                    arr[old[0] % b] ^= old[1]
-
+        came: list[tuple[str, int]] = []  # (address, bucket key) of addresses new to the store
+        went: list[tuple[str, int]] = []  # ... and of those it drops
+        arrays = list(buckets.items())
         for e in upserts:
-            unhash(e.address)
-            key = (protocol.address_key(e.address), protocol.stamp_hash(e))
-            keys[e.address] = key
-            for b, arr in buckets.items():
-                arr[key[0] % b] ^= key[1]
-            entries[e.address] = e
-            s = Seen(now, round_)
-            seen[e.address] = s
-            clock = max(clock, e.version)
-            rows.append((e, s))
+            address = e.address
+            h = protocol.stamp_hash(e)
+            old = keys.get(address)
+            if old is None:
+                k = protocol.address_key(address)
+                came.append((address, k))
+                change = h
+            else:
+                k = old[0]
+                change = old[1] ^ h  # XOR the old stamp out and the new one in
+            for b, arr in arrays:
+                arr[k % b] ^= change
+            keys[address] = (k, h)
+            entries[address] = e
+            seen[address] = seen_now
+            if e.version > clock:
+                clock = e.version
         for a in deletes:
-            unhash(a)
+            old = keys.pop(a, None)
+            if old is not None:
+                went.append((a, old[0]))
+                for b, arr in arrays:
+                    arr[old[0] % b] ^= old[1]
             entries.pop(a, None)
             seen.pop(a, None)
+        if came or went:
+            members = {b: _regroup(groups, b, came, went) for b, groups in members.items()}
         self._persist(rows, deletes, clock)
-        new = Snapshot(entries, seen, clock, snap.generation + 1, keys, buckets)
+        new = Snapshot(entries, seen, clock, snap.generation + 1, keys, buckets, members)
         if snap._next_gone is not None:  # still a lower bound: see Snapshot.live
             new._next_gone = min([snap._next_gone, *(protocol.gone_at(e, self.lease) for e in upserts)])
+        new._peers = snap._carry_peers(upserts, deletes, now)
         self._snap = new
 
     def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:

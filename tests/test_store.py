@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from node.protocol import Entry, Lease
+from node import protocol
+from node.protocol import NODE_APP, Entry, Lease
 from node.store import SqliteStore, Store
 
 LEASE = Lease(ttl=6.0, expire_grace=6.0, tombstone_ttl=60.0)
@@ -126,6 +129,92 @@ def test_view_hash_is_the_same_for_both_stores(tmp_path):
     assert stores[0].snapshot().view_hash() == stores[1].snapshot().view_hash()
     assert stores[0].snapshot().entries == stores[1].snapshot().entries
     stores[1].close()
+
+
+# -- caches carried from one snapshot to the next ---------------------------------------------
+
+NAMES = [f"n{i}:5000" for i in range(1, 9)] + ["a:1", "b:1", "c:1"]
+
+
+def random_write(store, rng: random.Random, now: float) -> None:
+    """One write of any kind: gossip (fresh, stale or gone), local register/deregister, sweep."""
+    address, op = rng.choice(NAMES), rng.random()
+    if op < 0.45:
+        store.apply([remote(address, rng.randint(1, 60), app_name=rng.choice(["web", NODE_APP]),
+                            deleted=rng.random() < 0.2, renewed_at=now - rng.random() * 14)], now)
+    elif op < 0.75:
+        store.write_local(address, now, int(now), ME, app_name=rng.choice(["web", NODE_APP]))
+    elif op < 0.85:
+        store.write_local(address, now, int(now), ME, deleted=True)
+    else:
+        store.sweep(now)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_caches_carried_across_writes_equal_a_fresh_computation(store, seed):
+    rng = random.Random(seed)
+    now = T0
+    for _ in range(150):
+        now += rng.choice([0.0, 0.1, 0.5, 2.0, 7.0])
+        old = store.snapshot()
+        old.summary(4), old.summary(2), old.bucket_members(4), old.peers(now, LEASE, ME)  # to be carried
+        random_write(store, rng, now)
+        snap = store.snapshot()
+        keys = {a: (protocol.address_key(a), protocol.stamp_hash(e)) for a, e in snap.entries.items()}
+        assert snap.keys == keys
+        for b in (2, 4):
+            assert snap.summary(b) == protocol.bucket_hashes(keys, b)
+            assert snap.summary_hex(b) == [format(h, "x") for h in protocol.bucket_hashes(keys, b)]
+        assert sorted(a for group in snap.bucket_members(4) for a in group) == sorted(snap.entries)
+        for t in (now, now + 0.05, now + 3.0, now + 20.0):
+            assert snap.peers(t, LEASE, ME) == sorted(protocol.live_peers(snap.entries.values(), t, LEASE, ME))
+            live = snap.live(t, LEASE)
+            for wanted in (set(), {0}, {1, 3}, {0, 1, 2}, {0, 1, 2, 3}, {9}):
+                expected = {a: e for a, e in live.items() if keys[a][0] % 4 in wanted}
+                assert snap.in_buckets(live, 4, wanted) == expected
+
+
+def test_peers_of_another_node_or_lease_are_not_taken_from_the_cache():
+    s = Store(LEASE)
+    s.write_local("n2:5000", T0, int(T0), ME, app_name=NODE_APP)
+    s.write_local(ME, T0, int(T0), ME, app_name=NODE_APP)
+    snap = s.snapshot()
+    assert snap.peers(T0, LEASE, ME) == ["n2:5000"]
+    assert snap.peers(T0, LEASE, "n2:5000") == [ME]
+    assert snap.peers(T0 + 1, Lease(0.5, 1.0, 60.0), ME) == []
+    assert snap.peers(T0 - 1, LEASE, ME) == ["n2:5000"]  # a reading before the cache was made
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_select_peers_from_sorted_peers_picks_as_from_any_order(seed):
+    rng = random.Random(seed)
+    me = "n1:5000"
+    live = rng.sample(NAMES, rng.randint(0, len(NAMES)))
+    seeds = rng.sample(NAMES, rng.randint(0, 3))
+    shuffled = live + [me] if rng.random() < 0.5 else live
+    rng.shuffle(shuffled)
+    fanout = rng.randint(1, 4)
+    expected = protocol.select_peers(random.Random(seed), shuffled, seeds, me, fanout)
+    presorted = sorted(set(live) - {me})
+    assert protocol.select_peers(random.Random(seed), presorted, seeds, me, fanout, presorted=True) == expected
+
+
+def test_from_wire_builds_an_ordinary_frozen_entry():
+    e = Entry.from_wire(["a:1", "web", 5, 3, "n1:5000", 1, 1.5], T0)
+    same = Entry("a:1", "web", 5, 3, "n1:5000", True, T0 - 1.5)
+    assert type(e) is Entry and e == same and hash(e) == hash(same) and repr(e) == repr(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.version = 4  # type: ignore[misc]
+
+
+def test_memoized_hashes_and_address_checks_give_the_computed_answers():
+    e = remote("a:1", 7)
+    first = protocol.stamp_hash(e)
+    protocol._stamp_memo.clear()
+    assert protocol.stamp_hash(e) == first == protocol.stamp_hash(remote("a:1", 7, app_name="other"))
+    assert protocol.stamp_hash(remote("a:1", 8)) != first
+    for _ in range(2):
+        assert protocol.is_hostport("h:80") and not protocol.is_hostport("h:0") and not protocol.is_hostport("h")
 
 
 # -- SQLite: durability ------------------------------------------------------------------------
