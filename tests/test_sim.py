@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 
 import pytest
 
-from harness import scenarios
+from harness import scenarios, sim
 from harness.errors import ConvergenceTimeout
+from harness.experiment import SimBackend, Sweep
 from harness.sim import SimCluster
+from node.transport import InMemoryNetwork
 
 # Push-pull, fanout 3, N = 100: mean rounds to full dissemination (../shared/REFERENCE.md).
 THEORY_PUSH_PULL_F3_N100 = 3.9
@@ -104,3 +107,85 @@ def test_killed_node_expires_everywhere_then_returns_on_restart():
 def test_shared_scenarios_pass_in_simulation(name, synchronous):
     cluster = SimCluster(5, seed=11, synchronous=synchronous)
     scenarios.run(cluster, scenarios.SCENARIOS[name](within=5.0))
+
+
+# -- warm start and the shortcuts that keep the simulation fast ---------------------------------
+
+
+def full_membership(c: SimCluster) -> bool:
+    return all(len(c.node(x).peers()) == len(c.nodes) - 1 for x in c.nodes)
+
+
+def test_warm_start_is_the_state_a_gossip_bootstrap_reaches():
+    gossiped, warm = SimCluster(12, seed=3), SimCluster(12, seed=3)
+    rounds = gossiped.run_until(lambda: full_membership(gossiped), 20)
+    assert rounds is not None and rounds > 0
+    warm.warm()
+    assert full_membership(warm)
+    warm.step(rounds)  # the same virtual time, now with nothing left to gossip
+    assert warm.clock.now() == gossiped.clock.now()
+    for x in gossiped.nodes:
+        a, b = gossiped.node(x).store.snapshot(), warm.node(x).store.snapshot()
+        assert a.entries.keys() == b.entries.keys() and len(a.entries) == 12
+        assert a.clock == b.clock == 1  # no renewal yet: every entry is its origin's first write
+        for address, e in a.entries.items():
+            f = b.entries[address]
+            assert (e.app_name, e.last_update, e.version, e.origin, e.deleted) == (
+                f.app_name, f.last_update, f.version, f.origin, f.deleted)
+            # Gossip carries ages rounded to the millisecond (up to 0.5 ms off per hop, a
+            # few hops here); the warm copy keeps the origin's instant exactly.
+            assert abs(e.renewed_at - f.renewed_at) <= 5 * 0.0005
+        assert gossiped.node(x).peers() == warm.node(x).peers()
+    assert gossiped.digests() == warm.digests()
+
+
+def test_warm_cluster_gossips_like_any_other():
+    c = SimCluster(30, seed=8)
+    c.warm()
+    c.register("n7", "10.9.0.1:80", "probe")
+    assert c.run_until(lambda: len(c.holders("10.9.0.1:80")) == 30, 20) is not None
+    c.wait_converged(timeout=5, expect_present=["10.9.0.1:80"])
+
+
+def test_sim_network_without_copies_counts_and_behaves_as_the_copying_one(monkeypatch):
+    shared = SimCluster(8, seed=6)
+    monkeypatch.setattr(sim, "InMemoryNetwork", lambda rng, copy: InMemoryNetwork(rng, copy=True))
+    copying = SimCluster(8, seed=6)
+    assert not shared.network.copy and copying.network.copy
+    for c in (shared, copying):
+        c.step(3)
+        c.register("n2", "10.0.0.5:80", "a")
+        c.loss(20)
+        c.step(4)
+        c.heal()
+        c.deregister("n2", "10.0.0.5:80")
+        c.step(12)  # past the first renewals
+    assert shared.views() == copying.views()
+    for x in shared.nodes:
+        s, t = shared.node(x).stats, copying.node(x).stats
+        assert (s.bytes_sent, s.bytes_received, s.exchanges_ok, s.exchanges_failed, s.merges_applied) == (
+            t.bytes_sent, t.bytes_received, t.exchanges_ok, t.exchanges_failed, t.merges_applied)
+    assert shared.network.bytes == copying.network.bytes
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_rounds_leave_the_garbage_collector_as_they_found_it(enabled):
+    c = SimCluster(3, seed=1)
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        c.step(2)
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_experiment_starts_large_clusters_warm(monkeypatch):
+    monkeypatch.setattr(SimBackend, "GOSSIP_BOOTSTRAP_MAX", 10)
+    big, small = (SimBackend(n, 3, 0.2, 0.0, 1, Sweep(nodes=(n,))) for n in (20, 10))
+    big.prepare()
+    small.prepare()
+    assert big.cluster.rounds == SimBackend.BOOTSTRAP_ROUNDS  # warm, then that many real rounds
+    assert full_membership(big.cluster) and full_membership(small.cluster)
+    assert big.cluster.node("n20").stats.rounds == SimBackend.BOOTSTRAP_ROUNDS
+    assert small.cluster.node("n1").stats.exchanges_ok > 0
