@@ -375,11 +375,14 @@ def experiment_table(summary: dict) -> Table:
 def agreement_table(rows: list[dict]) -> Table:
     """Docker against sim at the same settings: mean rounds, ratio, agreement (< 25 %)."""
     table = Table(title="sim vs docker (mean rounds to all)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("N", "f", "docker", "sim", "sim mode", "docker/sim", "diff", "agree"):
+    for col in ("N", "f", "docker", "sim", "sim mode", "docker/sim", "diff", "agree", "rounds/s", "run", "diff run"):
         table.add_column(col, justify="right")
     for a in rows:
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         table.add_row(str(a["n"]), str(a["fanout"]), fmt(a["docker_rounds_mean"], ".2f"),
                       fmt(a["sim_rounds_mean"], ".2f"), a["sim_mode"], fmt(a["ratio"], ".2f"), fmt(a["diff"], ".0%"),
-                      "yes" if a["agree"] else "[red]no[/red]")
+                      "yes" if a["agree"] else "[red]no[/red]", fmt(a.get("docker_round_rate"), ".1f"),
+                      fmt(a.get("docker_rounds_run_mean"), ".2f"), fmt(a.get("diff_run"), ".0%"))
+    table.caption = ("rounds/s: gossip rounds a Docker node really ran per second (1 / interval when none "
+                     "overran); run: seconds to all x rounds/s, against the sim's seconds / interval")
     return table

@@ -57,7 +57,7 @@ CSV_COLUMNS = (
     "backend", "mode", "n", "fanout", "interval", "loss", "fault", "repeat", "trial", "seed",
     "origin", "node", "is_origin", "informed", "round", "round_frac", "seconds", "node_round",
     "trial_rounds_to_all", "trial_seconds_to_all", "trial_exchanges", "trial_bytes",
-    "trial_window_s", "trial_bytes_per_node_s",
+    "trial_window_s", "trial_bytes_per_node_s", "trial_round_rate",
 )
 
 
@@ -140,6 +140,9 @@ class Trial:
     window: float                   # seconds the counters cover (virtual in the sim)
     wall: float                     # harness wall-clock seconds the trial took
     faults: list[dict] = dataclasses.field(default_factory=list)  # {"event", "t" (s), "round"}
+    # gossip rounds a node actually ran per second during the window (sim: 1 / interval);
+    # below 1 / interval when rounds overran their interval (a CPU-bound host) and ticks were skipped
+    round_rate: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -172,6 +175,13 @@ class Trial:
         return max(0.0, self.seconds_to_all - self.undone_at)
 
     @property
+    def rounds_run_to_all(self) -> float | None:
+        """Seconds to all times the measured round rate: the rounds the nodes really ran."""
+        if self.seconds_to_all is None or self.round_rate is None:
+            return None
+        return self.seconds_to_all * self.round_rate
+
+    @property
     def bytes_per_node_s(self) -> float | None:
         return self.bytes / self.n / self.window if self.window > 0 else None
 
@@ -186,7 +196,7 @@ class Trial:
             "trial": trial_id, "seed": self.seed, "origin": self.origin,
             "trial_rounds_to_all": self.rounds_to_all, "trial_seconds_to_all": _r(self.seconds_to_all),
             "trial_exchanges": self.exchanges, "trial_bytes": self.bytes, "trial_window_s": _r(self.window),
-            "trial_bytes_per_node_s": _r(self.bytes_per_node_s),
+            "trial_bytes_per_node_s": _r(self.bytes_per_node_s), "trial_round_rate": _r(self.round_rate),
         }
         out = []
         for node in sorted(self.rounds, key=_node_index):
@@ -244,9 +254,18 @@ def fault_plan(fault: str, nodes: Sequence[str], rng: random.Random) -> dict:
 
 
 class SimBackend:
-    """One SimCluster for one (N, fanout, interval, loss); trials in either mode."""
+    """One SimCluster for one (N, fanout, interval, loss); trials in either mode.
+
+    Membership forms by gossip from the seeds up to ``GOSSIP_BOOTSTRAP_MAX`` nodes. A
+    larger cluster starts warm (``SimCluster.warm``: the state such a bootstrap reaches,
+    without its O(N^2) exchanges) and then runs ``BOOTSTRAP_ROUNDS`` real rounds, the
+    rounds a gossip bootstrap takes at those sizes, so virtual time, round counters and
+    the first renewals line up with a gossiped start.
+    """
 
     backend = "sim"
+    GOSSIP_BOOTSTRAP_MAX = 100
+    BOOTSTRAP_ROUNDS = 3  # what gossip takes with the experiment's seeds, N = 40 to 1000 (2 below 40)
 
     def __init__(self, n: int, fanout: int, interval: float, loss: float, seed: int, sweep: Sweep):
         self.n, self.fanout, self.interval, self.loss, self.sweep = n, fanout, interval, loss, sweep
@@ -266,8 +285,14 @@ class SimBackend:
         return all(len(self.cluster.node(x).peers()) >= want for x in self.cluster.live_nodes())
 
     def prepare(self) -> None:
-        """Gossip until every node knows every other (the membership bootstrap), then add loss."""
+        """Gossip until every node knows every other (the membership bootstrap), then add loss.
+
+        Above ``GOSSIP_BOOTSTRAP_MAX`` nodes the cluster starts warm instead (see the class).
+        """
         t = time.perf_counter()
+        if self.n > self.GOSSIP_BOOTSTRAP_MAX:
+            self.cluster.warm()
+            self.cluster.step(self.BOOTSTRAP_ROUNDS)
         if self.cluster.run_until(self._members_complete, self.sweep.trial_rounds) is None:
             raise HarnessError(f"sim N={self.n}: membership incomplete after {self.sweep.trial_rounds} rounds")
         if self.loss:
@@ -335,7 +360,7 @@ class SimBackend:
             node_rounds[x] = None if seen is None else seen.round
         return Trial("sim", mode, self.n, self.fanout, self.interval, self.loss, sweep.fault, repeat, self.seed,
                      origin, address, rounds, frac, seconds, node_rounds, ex1 - ex0, by1 - by0,
-                     (c.rounds - r0) * self.interval, time.perf_counter() - wall, faults)
+                     (c.rounds - r0) * self.interval, time.perf_counter() - wall, faults, 1 / self.interval)
 
     def _undo(self, plan: dict, faults: list[dict], k: int) -> None:
         t = k * self.interval
@@ -351,7 +376,7 @@ class SimBackend:
 
 # ---------------------------------------------------------------------------- docker backend
 
-_METRIC = re.compile(r"^(sd_gossip_(?:bytes_sent|exchanges_ok|exchanges_failed)_total)\s+(\S+)", re.M)
+_METRIC = re.compile(r"^(sd_gossip_(?:bytes_sent|exchanges_ok|exchanges_failed|rounds)_total)\s+(\S+)", re.M)
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -404,6 +429,15 @@ class DockerBackend:
     def _counters(self) -> dict[str, dict[str, float]]:
         raw = self._gather(self.cluster.nodes, "/metrics", as_json=False)
         return {x: parse_metrics(t) for x, t in raw.items() if t}
+
+    @staticmethod
+    def _round_rate(before: dict, after: dict, seconds: float) -> float | None:
+        """Mean gossip rounds per node per second between two counter readings."""
+        rates = [(a["sd_gossip_rounds_total"] - before[x]["sd_gossip_rounds_total"]) / seconds
+                 for x, a in after.items()
+                 if "sd_gossip_rounds_total" in a and "sd_gossip_rounds_total" in before.get(x, {})
+                 and a["sd_gossip_rounds_total"] >= before[x]["sd_gossip_rounds_total"]]
+        return sum(rates) / len(rates) if rates and seconds > 0 else None
 
     @staticmethod
     def _delta(before: dict, after: dict) -> tuple[int, int]:
@@ -518,7 +552,7 @@ class DockerBackend:
                   for ev, t, extra in events]
         return Trial("docker", "real", self.n, self.fanout, self.interval, self.loss, sweep.fault, repeat, self.seed,
                      origin, address, rounds, frac, seconds, node_round, ex, by, ta - tb,
-                     time.perf_counter() - wall, faults)
+                     time.perf_counter() - wall, faults, self._round_rate(before, after, ta - tb))
 
     def _undo(self, plan: dict, events: list) -> None:
         if "groups" in plan:
@@ -650,6 +684,8 @@ def summarize(trials: Sequence[Trial], configs: Sequence[dict], sweep: Sweep | N
             "rounds_mean": _r(mean, 3), "rounds_p50": _r(_quantile(r, 0.5), 3) if r else None,
             "rounds_p99": _r(_quantile(r, 0.99), 3) if r else None, "rounds_max": max(r) if r else None,
             "rounds_frac_mean": _r(_mean(rf), 3),
+            "round_rate_mean": _r(_mean([t.round_rate for t in ts if t.round_rate is not None]), 3),
+            "rounds_run_mean": _r(_mean([t.rounds_run_to_all for t in done if t.rounds_run_to_all is not None]), 3),
             "seconds_mean": _r(_mean(s), 3), "seconds_p99": _r(_quantile(s, 0.99), 3) if s else None,
             "fault_end_s_mean": _r(_mean([t.undone_at for t in ts if t.undone_at is not None]), 3),
             "rounds_after_fault_mean": _r(_mean([t.seconds_after_undo / interval for t in done
@@ -680,6 +716,9 @@ def summarize(trials: Sequence[Trial], configs: Sequence[dict], sweep: Sweep | N
                       "(interpolated in ln N between rows; no loss, no fault)",
             "agreement": f"docker vs sim (async) mean rounds: |docker - sim| / sim < {AGREEMENT}; the target "
                          "applies without fault or loss (Docker rounds then include heal/restart time)",
+            "rounds_run": "seconds to all x the rounds per second the nodes really ran (sd_gossip_rounds_total); "
+                          "lower than rounds when a CPU-bound host makes rounds overrun and skip ticks; "
+                          "compared with the sim's seconds / interval (diff_run)",
             "bytes": "docker: sd_gossip_bytes_sent_total summed over nodes (HTTP headers included); "
                      "sim: request+reply bodies counted once at the initiator; per node per second",
         },
@@ -708,9 +747,14 @@ def agreement(groups: Sequence[dict], mode: str = "async", limit: float = AGREEM
         d, m = g["rounds_mean"], s["rounds_mean"]
         ratio = d / m if d is not None and m else None
         diff = abs(d - m) / m if d is not None and m else None
+        # the same comparison in rounds the nodes really ran, against the sim's seconds / interval
+        run, sim_run = g.get("rounds_run_mean"), s.get("rounds_frac_mean")
+        diff_run = abs(run - sim_run) / sim_run if run is not None and sim_run else None
         out.append({"n": g["n"], "fanout": g["fanout"], "interval": g["interval"], "loss": g["loss"],
                     "fault": g["fault"], "sim_mode": s["mode"], "docker_rounds_mean": d, "sim_rounds_mean": m,
                     "ratio": _r(ratio, 3), "diff": _r(diff, 3), "agree": diff is not None and diff < limit,
+                    "docker_round_rate": g.get("round_rate_mean"), "docker_rounds_run_mean": run,
+                    "sim_rounds_frac_mean": sim_run, "diff_run": _r(diff_run, 3),
                     # with a fault, Docker's rounds include how long heal/restart take (seconds), the sim's not
                     "target_applies": g["fault"] == "none" and not g["loss"]})
     return out

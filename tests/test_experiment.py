@@ -232,3 +232,12 @@ def test_experiment_command_rejects_bad_lists():
     result = CliRunner().invoke(cli.main, ["experiment", "--nodes", "5,x"])
     assert result.exit_code != 0 and "comma-separated integers" in result.output
 
+
+
+def test_docker_round_rate_shows_rounds_skipped_by_an_overloaded_host():
+    key = "sd_gossip_rounds_total"
+    before = {"n1": {key: 100.0}, "n2": {key: 50.0}, "n3": {key: 7.0}}
+    # n1 ran all 10 rounds of 2 s at 200 ms, n2 only 6; n3 restarted (counter went back): left out
+    after = {"n1": {key: 110.0}, "n2": {key: 56.0}, "n3": {key: 2.0}}
+    assert DockerBackend._round_rate(before, after, 2.0) == pytest.approx(4.0)
+    assert DockerBackend._round_rate(before, {}, 2.0) is None
