@@ -270,8 +270,8 @@ def tune_host(nodes):
         problem = str(exc)
     try:
         changes = hostlimits.tune(nodes, others)
-    except PermissionError:
-        _fail(problem)
+    except OSError as exc:  # not root, or /proc/sys read-only (inside a container)
+        _fail(f"{problem} ({exc.strerror or exc})")
     for change in changes:
         click.echo(f"tune-host: {change} (room for a {nodes}-node cluster)")
 
