@@ -33,6 +33,7 @@ import re
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -143,10 +144,8 @@ def is_local(client) -> bool:
 
 def running_cluster_sizes(client) -> list[int]:
     """Return the node count of every harness cluster that has containers on the engine."""
-    sizes: dict[str, int] = {}
-    for c in client.containers.list(all=True, filters={"label": LABEL_HARNESS}):
-        if _is_node(c.labels.get(LABEL_NODE)):
-            sizes[c.labels.get(LABEL_CLUSTER, "")] = sizes.get(c.labels.get(LABEL_CLUSTER, ""), 0) + 1
+    containers = client.containers.list(all=True, filters={"label": LABEL_HARNESS})
+    sizes = Counter(c.labels.get(LABEL_CLUSTER, "") for c in containers if _is_node(c.labels.get(LABEL_NODE)))
     return list(sizes.values())
 
 

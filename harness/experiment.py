@@ -524,11 +524,10 @@ class DockerBackend:
                     self._undo(plan, events)
                     undone = True
                 if now < next_poll:
-                    time.sleep(max(0.0, min(next_poll, undo_at if not undone else next_poll, deadline) - now))
+                    wake = next_poll if undone else min(next_poll, undo_at)
+                    time.sleep(max(0.0, min(wake, deadline) - now))
                     continue
                 missing = [x for x, s in seen_at.items() if s is None]
-                if not missing:
-                    break
                 if "victim" in plan and not undone:
                     missing = [x for x in missing if x != plan["victim"]]
                 for x, view in self._gather(missing, "/registry/entries").items():

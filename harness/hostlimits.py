@@ -43,11 +43,17 @@ def neighbour_limit(root: Path = NEIGH) -> int | None:
     return _read("gc_thresh3", root)
 
 
+def limits_for(needed: int) -> dict[str, int]:
+    """Return gc_thresh1..3 that fit ``needed`` entries under the soft limit (gc_thresh2)."""
+    hard = _round_up(2 * needed)
+    return {"gc_thresh3": hard, "gc_thresh2": hard // 2, "gc_thresh1": min(1024, hard // 8)}
+
+
 def advice(needed: int) -> str:
     """Return the commands that raise the limit to fit ``needed`` entries."""
-    hard = _round_up(2 * needed)
-    return (f"sudo sysctl -w net.ipv4.neigh.default.gc_thresh3={hard} "
-            f"net.ipv4.neigh.default.gc_thresh2={hard // 2} "
+    wanted = limits_for(needed)
+    return (f"sudo sysctl -w net.ipv4.neigh.default.gc_thresh3={wanted['gc_thresh3']} "
+            f"net.ipv4.neigh.default.gc_thresh2={wanted['gc_thresh2']} "
             f"(or: sudo .venv/bin/python -m harness tune-host --nodes N)")
 
 
@@ -72,11 +78,8 @@ def tune(size: int, others: Iterable[int] = (), root: Path = NEIGH) -> list[str]
 
     Only raises limits, never lowers them. Needs root (PermissionError otherwise).
     """
-    needed = neighbour_entries_needed([size, *others])
-    hard = _round_up(2 * needed)  # the soft limit (gc_thresh2, half of it) fits them too
-    wanted = {"gc_thresh3": hard, "gc_thresh2": hard // 2, "gc_thresh1": min(1024, hard // 8)}
     changes = []
-    for name, value in wanted.items():
+    for name, value in limits_for(neighbour_entries_needed([size, *others])).items():
         old = _read(name, root)
         if old is None or old >= value:
             continue

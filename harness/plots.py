@@ -106,9 +106,7 @@ def dissemination(trials: Sequence, path: Path) -> None:
     ax_r.legend(fontsize=7, loc="lower right")
     if shaded:
         ax_s.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def rounds_vs_n(groups: Sequence[dict], path: Path) -> None:
@@ -149,9 +147,7 @@ def rounds_vs_n(groups: Sequence[dict], path: Path) -> None:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def bytes_vs_n(groups: Sequence[dict], path: Path) -> None:
@@ -176,6 +172,11 @@ def bytes_vs_n(groups: Sequence[dict], path: Path) -> None:
            title="gossip traffic per node vs N")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    """Write the figure as PNG and free it."""
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
