@@ -37,8 +37,9 @@ test-unit: install ## unit tests only (no Docker)
 test-integration: install image ## Docker integration tests only
 	$(BIN)/python -m pytest tests/integration
 
-lint: install ## ruff
+lint: install ## ruff (style, complexity C901) and mypy over node/ and harness/
 	$(BIN)/ruff check node harness tests bench
+	$(BIN)/mypy
 
 cluster-up: install image ## start an N-node cluster (make cluster-up N=5)
 	$(BIN)/python -m harness tune-host --nodes $(N)
