@@ -2,84 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
+from harness.localnode import cluster_of, stop_all
 from harness.wait import wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """One node process with its own port and SQLite file."""
-
-    def __init__(self, name: str, port: int, db: Path, seeds: list[str], log: Path) -> None:
-        self.name, self.port, self.db, self.seeds, self.log = name, port, db, seeds, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.address = f"127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        args = [sys.executable, "-m", "node", "--preset", "local", "--port", str(self.port),
-                "--db", str(self.db), "--interval", "0.1", "--name", self.name]
-        if self.seeds:
-            args += ["--seeds", ",".join(self.seeds)]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
-        out = wait_until(self._healthy, timeout=15, interval=0.1)
-        assert out.ok, f"{self.name} did not become healthy:\n{self.log.read_text()[-2000:]}"
-
-    def _healthy(self) -> bool:
-        try:
-            return requests.get(self.url + "/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def get(self, path: str):
-        return requests.get(self.url + path, timeout=2).json()
+FLAGS = ("--preset", "local", "--interval", "0.1")
 
 
 @pytest.fixture
 def chain(tmp_path):
     """Three nodes seeded in a chain: n1 <- n2 <- n3."""
-    ports = [free_port() for _ in range(3)]
-    procs = []
-    for i, port in enumerate(ports):
-        seeds = [f"127.0.0.1:{ports[i - 1]}"] if i else []
-        procs.append(Proc(f"n{i + 1}", port, tmp_path / f"n{i + 1}.db", seeds, tmp_path / f"n{i + 1}.log"))
+    procs = cluster_of(3, *FLAGS, folder=tmp_path)
     try:
-        for p in procs:
-            p.start()
         yield procs
     finally:
-        for p in procs:
-            p.stop()
+        stop_all(procs)
 
 
 def converged(procs, present=(), absent=()) -> bool:
@@ -100,7 +41,7 @@ def test_chain_converges_and_survives_kill9(chain):
     assert wait_until(lambda: converged(chain, ["10.2.0.1:8080", n1.address, n3.address]), timeout=10).ok
     assert n1.get("/registry/list")["10.2.0.1:8080"]["app_name"] == "api"
 
-    n2.kill9()
+    n2.kill()
     requests.post(n1.url + "/registry/register_instance", json={"address": "10.2.0.2:8080", "app_name": "db"},
                   timeout=2)
     requests.post(n3.url + "/registry/deregister_instance", json={"address": "10.2.0.1:8080"}, timeout=2)
