@@ -12,7 +12,6 @@ import json
 import sys
 
 import click
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -341,48 +340,8 @@ def experiment(backend, name, nodes, fanouts, interval, loss, fault, fault_round
             on_status=lambda s: progress.update(task, description=s),
         )
     report = out if out.is_terminal else Console(width=120)  # a log file gets whole tables, not 80 columns
-    report.print(experiment_table(summary))
+    report.print(exp.experiment_table(summary))
     if summary["agreement"]:
-        report.print(agreement_table(summary["agreement"]))
+        report.print(exp.agreement_table(summary["agreement"]))
     click.echo(f"run folder: {folder} (trials.csv, summary.json, dissemination.png, rounds_vs_n.png, "
                f"bytes_vs_n.png); {summary['runtime_s']:.1f} s")
-
-
-def experiment_table(summary: dict) -> Table:
-    """The terminal summary of an experiment: one row per backend, mode and setting."""
-    table = Table(title="rounds until every node holds a new registration", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("backend", "N", "f", "ok", "rounds", "p99", "secs", "theory", "ratio", "Serf",
-                "B/n/s rest", "B/n/s trial"):
-        table.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
-    fmt = lambda v, spec="": "-" if v is None else format(v, spec)  # noqa: E731
-    for g in summary["groups"]:
-        ref = g["theory"]
-        ok = g["within_target"]
-        ratio = fmt(g["ratio_to_push_pull"], ".2f") + ("" if ok is None else ("" if ok else "[red]![/red]"))
-        pp = fmt(ref["push_pull_mean"], ".2f") + ("" if ref["push_pull_exact"] else "~")
-        label = g["backend"] + (f"/{g['mode']}" if g["backend"] == "sim" else "")
-        label += (f" loss {g['loss']:g}%" if g["loss"] else "") + (f" {g['fault']}" if g["fault"] != "none" else "")
-        table.add_row(label, str(g["n"]), str(g["fanout"]), f"{g['complete']}/{g['trials']}",
-                      fmt(g["rounds_mean"], ".2f"), fmt(g["rounds_p99"], ".1f"), fmt(g["seconds_mean"], ".2f"),
-                      pp, ratio, fmt(ref["serf_rounds"]),
-                      fmt(g["bytes_per_node_s_rest"], ".0f"), fmt(g["bytes_per_node_s_trial"], ".0f"))
-    table.caption = ("theory: push-pull mean of REFERENCE.md (~ interpolated in ln N); ratio = rounds / theory, "
-                     "! = over the 1.25 target; Serf: logistic model, 99.99 % informed; B/n/s: gossip bytes "
-                     "per node per second at rest and during trials")
-    return table
-
-
-def agreement_table(rows: list[dict]) -> Table:
-    """Docker against sim at the same settings: mean rounds, ratio, agreement (< 25 %)."""
-    table = Table(title="sim vs docker (mean rounds to all)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("N", "f", "docker", "sim", "sim mode", "docker/sim", "diff", "agree", "rounds/s", "run", "diff run"):
-        table.add_column(col, justify="right")
-    for a in rows:
-        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-        table.add_row(str(a["n"]), str(a["fanout"]), fmt(a["docker_rounds_mean"], ".2f"),
-                      fmt(a["sim_rounds_mean"], ".2f"), a["sim_mode"], fmt(a["ratio"], ".2f"), fmt(a["diff"], ".0%"),
-                      "yes" if a["agree"] else "[red]no[/red]", fmt(a.get("docker_round_rate"), ".1f"),
-                      fmt(a.get("docker_rounds_run_mean"), ".2f"), fmt(a.get("diff_run"), ".0%"))
-    table.caption = ("rounds/s: gossip rounds a Docker node really ran per second (1 / interval when none "
-                     "overran); run: seconds to all x rounds/s, against the sim's seconds / interval")
-    return table

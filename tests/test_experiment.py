@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness import cli, theory
-from harness.experiment import CSV_COLUMNS, DockerBackend, Sweep, agreement, parse_metrics, run
+from harness.experiment import CSV_COLUMNS, Sweep, agreement, run
+from harness.experiment.engine import counter_delta, round_rate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -163,9 +164,6 @@ class FakeCluster:
         self.calls.append("down")
         return False
 
-    def url(self, node):
-        return f"http://{node}"
-
     def register(self, node, address, app_name):
         self.registered[address] = time.time()
         self.origin = node
@@ -181,15 +179,17 @@ class FakeCluster:
                 out[address] = {"seen_at": at, "seen_round": 7}
         return out
 
+    def views(self, nodes, path="/registry/list"):
+        assert path == "/registry/entries"
+        return {n: self.view(n) for n in nodes}
 
-def test_docker_trial_takes_rounds_from_the_nodes_first_seen_times(monkeypatch, tmp_path):
-    def gather(self, nodes, path, as_json=True):
-        if path == "/metrics":
-            return {n: f"sd_gossip_bytes_sent_total {1000.0 * time.time() % 1e6}\n"
-                       "sd_gossip_exchanges_ok_total 5.0\nsd_gossip_exchanges_failed_total 0.0\n" for n in nodes}
-        return {n: self.cluster.view(n) for n in nodes}
+    def metrics(self, nodes):
+        return {n: {"sd_gossip_bytes_sent_total": 1000.0 * time.time() % 1e6, "sd_gossip_exchanges_ok_total": 5.0,
+                    "sd_gossip_exchanges_failed_total": 0.0, "sd_gossip_rounds_total": 5 * time.time()}
+                for n in nodes}
 
-    monkeypatch.setattr(DockerBackend, "_gather", gather)
+
+def test_docker_trial_takes_rounds_from_the_nodes_first_seen_times(tmp_path):
     sweep = Sweep(nodes=(4,), repeats=1, backends=("docker",), rest_rounds=1, seed=4)
     summary = run(sweep, tmp_path, cluster_factory=FakeCluster)
     rows = list(csv.DictReader(open(tmp_path / "trials.csv", newline="")))
@@ -201,20 +201,18 @@ def test_docker_trial_takes_rounds_from_the_nodes_first_seen_times(monkeypatch, 
         assert float(r["round_frac"]) == pytest.approx(frac, abs=1e-3)
         assert int(r["round"]) == math.ceil(frac - 1e-9)
         assert r["node_round"] in ("7", "")
+        assert float(r["trial_round_rate"]) == pytest.approx(5.0, rel=0.05)  # from Cluster.metrics
     assert summary["groups"][0]["backend"] == "docker"
 
 
-def test_parse_metrics_reads_the_gossip_counters():
-    text = ("# HELP sd_gossip_bytes_sent_total x\n# TYPE sd_gossip_bytes_sent_total counter\n"
-            "sd_gossip_bytes_sent_total 1234.0\nsd_gossip_bytes_sent_created 1.7e9\n"
-            "sd_gossip_exchanges_ok_total 12.0\nsd_gossip_exchanges_failed_total 1.0\n")
-    assert parse_metrics(text) == {"sd_gossip_bytes_sent_total": 1234.0, "sd_gossip_exchanges_ok_total": 12.0,
-                                   "sd_gossip_exchanges_failed_total": 1.0}
-    # a node restarted between the two scrapes counts from zero
+def test_counter_delta_sums_gains_and_restarts_count_from_zero():
     before = {"n1": {"sd_gossip_bytes_sent_total": 900.0, "sd_gossip_exchanges_ok_total": 9.0}}
+    # n1 restarted between the two scrapes: its counters count from zero; n2 is new
     after = {"n1": {"sd_gossip_bytes_sent_total": 100.0, "sd_gossip_exchanges_ok_total": 2.0},
-             "n2": {"sd_gossip_bytes_sent_total": 50.0}}
-    assert DockerBackend._delta(before, after) == (2, 150)
+             "n2": {"sd_gossip_bytes_sent_total": 50.0, "sd_gossip_exchanges_failed_total": 1.0}}
+    assert counter_delta(before, after) == (3, 150)
+    grown = {"n1": {"sd_gossip_bytes_sent_total": 1000.0, "sd_gossip_exchanges_ok_total": 12.0}}
+    assert counter_delta(before, grown) == (3, 100)
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -239,5 +237,5 @@ def test_docker_round_rate_shows_rounds_skipped_by_an_overloaded_host():
     before = {"n1": {key: 100.0}, "n2": {key: 50.0}, "n3": {key: 7.0}}
     # n1 ran all 10 rounds of 2 s at 200 ms, n2 only 6; n3 restarted (counter went back): left out
     after = {"n1": {key: 110.0}, "n2": {key: 56.0}, "n3": {key: 2.0}}
-    assert DockerBackend._round_rate(before, after, 2.0) == pytest.approx(4.0)
-    assert DockerBackend._round_rate(before, {}, 2.0) is None
+    assert round_rate(before, after, 2.0) == pytest.approx(4.0)
+    assert round_rate(before, {}, 2.0) is None
