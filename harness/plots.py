@@ -50,7 +50,7 @@ def _label(key: tuple) -> str:
 
 def fault_windows(faults: Sequence[dict], unit: str = "t") -> list[tuple[float, float]]:
     """Return (start, end) windows of a trial's faults in seconds (``t``) or rounds (``round``)."""
-    by_event = {}
+    by_event: dict[str, float] = {}
     for f in faults:
         by_event.setdefault(f["event"], f[unit])
     out = []

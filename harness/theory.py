@@ -23,15 +23,6 @@ PUSH_PULL: dict[int, dict[int, tuple[float, int]]] = {
     1000: {1: (9.2, 10), 2: (6.2, 7), 3: (5.1, 6)},
 }
 
-# Same table, push only (REFERENCE.md), for completeness of the comparison.
-PUSH: dict[int, dict[int, tuple[float, int]]] = {
-    5: {1: (4.0, 7), 2: (2.3, 4), 3: (2.0, 2)},
-    10: {1: (6.1, 10), 2: (3.6, 5), 3: (2.9, 4)},
-    50: {1: (10.5, 14), 2: (6.3, 8), 3: (4.9, 6)},
-    100: {1: (12.4, 16), 2: (7.3, 9), 3: (5.6, 7)},
-    1000: {1: (18.0, 21), 2: (10.7, 13), 3: (8.2, 9)},
-}
-
 # Serf's calculator reports the round at which this fraction of nodes is informed.
 SERF_TARGET = 0.9999
 
@@ -39,7 +30,7 @@ SERF_TARGET = 0.9999
 TARGET_FACTOR = 1.25
 
 
-def table_rounds(n: int, fanout: int, table=PUSH_PULL) -> dict:
+def table_rounds(n: int, fanout: int, table: dict[int, dict[int, tuple[float, int]]] = PUSH_PULL) -> dict | None:
     """Return {"mean", "p99", "exact"} rounds of the table at ``n``, ``fanout``.
 
     Between tabulated N the values are interpolated linearly in ln N (dissemination grows

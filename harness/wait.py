@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import tenacity
+from tenacity.stop import stop_base
 
 T = TypeVar("T")
 
@@ -52,15 +53,25 @@ def wait_until(
         return passed(result)
 
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_delay(timeout),
+        stop=_Elapsed(clock, start, timeout),
         wait=tenacity.wait_fixed(interval),
         retry=tenacity.retry_if_result(lambda ok: not ok),
         sleep=sleep,
         retry_error_callback=lambda _state: False,
     )
-    # tenacity measures the delay with its own monotonic clock; the injected clock
-    # bounds the loop too so tests with a fake clock and a no-op sleep terminate.
-    retrying.stop = tenacity.stop_any(retrying.stop, lambda _rs: clock() - start >= timeout)
     ok = retrying(attempt)
     return Outcome(ok=bool(ok), last=state["last"], error=state["error"],
                    attempts=state["attempts"], elapsed=clock() - start)
+
+
+class _Elapsed(stop_base):
+    """Stop once ``timeout`` seconds have passed on ``clock`` since ``start``.
+
+    The caller's clock, not tenacity's own, so a fake clock with a no-op sleep bounds the loop.
+    """
+
+    def __init__(self, clock: Callable[[], float], start: float, timeout: float) -> None:
+        self.clock, self.start, self.timeout = clock, start, timeout
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock() - self.start >= self.timeout
