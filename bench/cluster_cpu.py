@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,17 +31,22 @@ sys.path.insert(0, str(ROOT))
 from harness import hostlimits  # noqa: E402
 from harness.cluster import Cluster, connect  # noqa: E402
 
-ROUNDS = re.compile(r"^sd_gossip_rounds_total\s+(\S+)", re.M)
+ROUNDS = "sd_gossip_rounds_total"
 
 
 def cpu_ns(cluster: Cluster, node: str) -> int:
+    """CPU nanoseconds the node's container has used (its cgroup)."""
     stats = cluster.client.api.stats(cluster.node(node).container, stream=False, one_shot=True)
     return stats["cpu_stats"]["cpu_usage"]["total_usage"]
 
 
-def rounds(cluster: Cluster, node: str) -> float:
-    text = requests.get(cluster.url(node) + "/metrics", timeout=5).text
-    return float(ROUNDS.search(text).group(1))
+def rounds(cluster: Cluster) -> list[float]:
+    """Every node's gossip rounds so far, in ``cluster.nodes`` order (Cluster.metrics)."""
+    samples = cluster.metrics(cluster.nodes)
+    missing = [x for x in cluster.nodes if ROUNDS not in samples.get(x, {})]
+    if missing:
+        raise RuntimeError(f"no {ROUNDS} from {', '.join(missing)}")
+    return [samples[x][ROUNDS] for x in cluster.nodes]
 
 
 def measure(n: int, interval: float, seconds: float, client) -> dict:
@@ -56,11 +58,11 @@ def measure(n: int, interval: float, seconds: float, client) -> dict:
         time.sleep(5)
         with ThreadPoolExecutor(8) as pool:
             c0 = list(pool.map(lambda x: cpu_ns(cluster, x), cluster.nodes))
-            r0 = list(pool.map(lambda x: rounds(cluster, x), cluster.nodes))
+            r0 = rounds(cluster)
             t0 = time.monotonic()
             time.sleep(seconds)
             c1 = list(pool.map(lambda x: cpu_ns(cluster, x), cluster.nodes))
-            r1 = list(pool.map(lambda x: rounds(cluster, x), cluster.nodes))
+            r1 = rounds(cluster)
             took = time.monotonic() - t0
     finally:
         cluster.down()

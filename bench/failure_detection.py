@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import docker.errors as docker_errors
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,20 +48,15 @@ TARGET = 10.0  # the issue's target: killed node reported by all in under 10 s a
 REFERENCE = "chitchat: a dead node detected in < 10 s at 20 to 100 nodes (gossip every 300 ms, in-memory)"
 
 
-def status_of(url: str, address: str) -> str | None:
-    """Return the victim's status in a node's list ("absent" if missing), None if no answer."""
-    try:
-        r = requests.get(url + "/registry/list", timeout=2)
-        return r.json().get(address, {}).get("status", "absent") if r.status_code == 200 else None
-    except (requests.RequestException, ValueError):
-        return None
+def statuses(cluster: Cluster, nodes: list[str], address: str) -> dict[str, str | None]:
+    """Each node's status of ``address`` in its list ("absent" if missing), None if it did not answer."""
+    views = cluster.views(nodes)
+    return {n: views[n].get(address, {}).get("status", "absent") if n in views else None for n in nodes}
 
 
 def all_report(cluster: Cluster, nodes: list[str], address: str, want: str) -> list[str]:
     """Return the nodes whose list does not (yet) show ``address`` as ``want``."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        got = pool.map(lambda n: status_of(cluster.url(n), address), nodes)
-        return [n for n, s in zip(nodes, got, strict=True) if s != want]
+    return [n for n, s in statuses(cluster, nodes, address).items() if s != want]
 
 
 def ages_after_kill(cluster: Cluster, nodes: list[str], address: str, t_kill: float) -> list[float]:
@@ -70,10 +64,7 @@ def ages_after_kill(cluster: Cluster, nodes: list[str], address: str, t_kill: fl
 
     def one(n):
         t0 = time.monotonic()
-        try:
-            e = requests.get(cluster.url(n) + "/registry/entries", timeout=2).json().get(address)
-        except (requests.RequestException, ValueError):
-            return None
+        e = cluster.views([n], path="/registry/entries").get(n, {}).get(address)
         t1 = time.monotonic()
         return None if e is None else e["age"] - ((t0 + t1) / 2 - t_kill)
 
@@ -91,9 +82,8 @@ def detect(cluster: Cluster, victim: str, poll: float) -> dict:
     lock = threading.Lock()
 
     def watch(n):
-        url = cluster.url(n)
         while not stop.is_set():
-            s = status_of(url, address)
+            s = statuses(cluster, [n], address)[n]
             t = time.monotonic()
             with lock:
                 if s is not None and s != "healthy" and n not in seen:

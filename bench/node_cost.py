@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,30 +19,62 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from procstat import cpu_seconds, free_port  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
+from harness.localnode import NodeProcess  # noqa: E402
 from node.config import LOCAL  # noqa: E402
 from node.gossip import Node  # noqa: E402
 from node.protocol import Lease  # noqa: E402
 from node.store import Store  # noqa: E402
 from node.transport import HttpTransport  # noqa: E402
 
+QUIET = ("--log-level", "WARNING")
 
-def start_node(tmp: str, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node", "--port", str(port), "--db", f"{tmp}/{port}.db",
-         "--log-level", "WARNING", *extra],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(url + "/health", timeout=0.5)
-            return proc, f"127.0.0.1:{port}"
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError("node did not start")
+
+def exchange_costs(args) -> dict[str, tuple[list, list, list]]:
+    """Per kind of exchange: server CPU, client CPU and bytes per exchange, one value per repeat."""
+    # Server: a node that gossips rarely, so we count only the exchanges we drive.
+    with NodeProcess(*QUIET, "--interval", "3600") as proc:
+        addr = proc.address
+        for i in range(args.entries):
+            requests.post(f"{proc.url}/registry/register_instance",
+                          json={"address": f"10.3.{i // 250}.{i % 250 + 1}:80", "app_name": "bench"}, timeout=2)
+        entries = proc.get("/registry/entries")
+        # The initiator: a node in this process that already holds what the server holds
+        # (one exchange syncs it), so every further exchange is the at-rest case.
+        client = Node(dataclasses.replace(LOCAL, port=1, advertise="127.0.0.1:1"),
+                      Store(Lease(600, 600, 1800)), HttpTransport(), parallel=False)
+        first = client.exchange(addr)
+        assert first.ok and first.received == len(entries), first
+        transport = HttpTransport()
+        digest = [[a, e["version"], e["origin"]] for a, e in entries.items()]
+        full = {"type": "syn", "from": "127.0.0.1:1", "digest": digest}
+        rows: dict[str, tuple[list, list, list]] = {"summary": ([], [], []), "full digest": ([], [], [])}
+        for _ in range(args.repeats):
+            for kind, (server, client_cpu, wire) in rows.items():
+                s0, c0 = cpu_seconds(proc.pid), time.process_time()
+                nbytes = 0
+                for _ in range(args.exchanges):
+                    if kind == "summary":
+                        r = client.exchange(addr)
+                        assert r.ok and r.received == 0, r
+                        nbytes += r.bytes_sent + r.bytes_received
+                    else:
+                        sent = transport.send(addr, full, 2.0)
+                        nbytes += sent.sent + sent.received
+                server.append((cpu_seconds(proc.pid) - s0) / args.exchanges)
+                client_cpu.append((time.process_time() - c0) / args.exchanges)
+                wire.append(nbytes / args.exchanges)
+    return rows
+
+
+def idle_cpu(seconds: float) -> float:
+    """CPU share of a node alone with the local preset (200 ms rounds), nobody to talk to."""
+    with NodeProcess(*QUIET, "--preset", "local") as proc:
+        time.sleep(1.0)
+        c0 = cpu_seconds(proc.pid)
+        time.sleep(seconds)
+        return (cpu_seconds(proc.pid) - c0) / seconds
 
 
 def main() -> None:
@@ -55,52 +84,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        # Server: a node that gossips rarely, so we count only the exchanges we drive.
-        proc, addr = start_node(tmp, "--interval", "3600")
-        try:
-            for i in range(args.entries):
-                requests.post(f"http://{addr}/registry/register_instance",
-                              json={"address": f"10.3.{i // 250}.{i % 250 + 1}:80", "app_name": "bench"}, timeout=2)
-            entries = requests.get(f"http://{addr}/registry/entries", timeout=2).json()
-            # The initiator: a node in this process that already holds what the server holds
-            # (one exchange syncs it), so every further exchange is the at-rest case.
-            client = Node(dataclasses.replace(LOCAL, port=1, advertise="127.0.0.1:1"),
-                          Store(Lease(600, 600, 1800)), HttpTransport(), parallel=False)
-            first = client.exchange(addr)
-            assert first.ok and first.received == len(entries), first
-            transport = HttpTransport()
-            digest = [[a, e["version"], e["origin"]] for a, e in entries.items()]
-            full = {"type": "syn", "from": "127.0.0.1:1", "digest": digest}
-            rows = {"summary": ([], [], []), "full digest": ([], [], [])}
-            for _ in range(args.repeats):
-                for kind, (server, client_cpu, wire) in rows.items():
-                    s0, c0 = cpu_seconds(proc.pid), time.process_time()
-                    nbytes = 0
-                    for _ in range(args.exchanges):
-                        if kind == "summary":
-                            r = client.exchange(addr)
-                            assert r.ok and r.received == 0, r
-                            nbytes += r.bytes_sent + r.bytes_received
-                        else:
-                            r = transport.send(addr, full, 2.0)
-                            nbytes += r.sent + r.received
-                    server.append((cpu_seconds(proc.pid) - s0) / args.exchanges)
-                    client_cpu.append((time.process_time() - c0) / args.exchanges)
-                    wire.append(nbytes / args.exchanges)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-        # Idle: a node alone with the local preset (200 ms rounds), nobody to talk to.
-        proc, _ = start_node(tmp, "--preset", "local")
-        try:
-            time.sleep(1.0)
-            c0 = cpu_seconds(proc.pid)
-            time.sleep(args.idle_seconds)
-            idle = (cpu_seconds(proc.pid) - c0) / args.idle_seconds
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    rows = exchange_costs(args)
+    idle = idle_cpu(args.idle_seconds)
     ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
     print(f"entries held: {args.entries + 1}; exchanges per repeat: {args.exchanges}; repeats: {args.repeats}")
     print(f"{'exchange at rest':<18}{'server CPU ms':>14}{'client CPU ms':>14}{'bytes':>8}")
@@ -113,6 +98,7 @@ def main() -> None:
     print(f"=> at rest, one node at fanout 3 and 200 ms rounds spends ~{per_node * 100:.1f} % of a core on gossip"
           f" and sends+receives ~{statistics.median(wire) * 30 / 1024:.1f} KiB/s; 2 cores carry ~{int(2 / per_node)}"
           " such nodes")
+
 
 if __name__ == "__main__":
     main()

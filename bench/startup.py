@@ -31,12 +31,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.cluster import DEFAULT_IMAGE, LABEL_CLUSTER, LABEL_HARNESS, Cluster, connect  # noqa: E402
+from harness.localnode import answers_health  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
 
 START_TIMEOUT = 180.0  # seconds either way may take to get N nodes healthy
@@ -61,13 +60,6 @@ networks:
       {harness}: "1"
       {cluster}: {project}
 """
-
-
-def healthy(url: str) -> bool:
-    try:
-        return requests.get(url + "/health", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def node_memory(cluster: Cluster) -> list[tuple[float, float]]:
@@ -128,8 +120,8 @@ def time_compose(n: int, tag: str, client, tmp: str) -> float:
         if len(urls) != n:
             raise RuntimeError(f"compose started {len(urls)} containers, expected {n}")
         with ThreadPoolExecutor(max_workers=8) as pool:
-            outcomes = list(pool.map(lambda u: wait_until(lambda: healthy(u), timeout=START_TIMEOUT, interval=POLL),
-                                     urls))
+            outcomes = list(pool.map(
+                lambda u: wait_until(lambda: answers_health(u), timeout=START_TIMEOUT, interval=POLL), urls))
         took = time.monotonic() - t0
         if not all(o.ok for o in outcomes):
             raise RuntimeError(f"compose: {sum(not o.ok for o in outcomes)} of {n} nodes not healthy")

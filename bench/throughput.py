@@ -41,8 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from procstat import cpu_seconds, free_port  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 
+from harness.localnode import NodeProcess  # noqa: E402
 from node.config import LOCAL  # noqa: E402
 
 RENEWED = 100  # addresses registered up front (renewals, and the size of the list)
@@ -97,37 +98,15 @@ end
 """ + LUA_DONE
 
 
-class Server:
-    """One node process on 127.0.0.1 (the real ``python -m node``, or with the no-op route)."""
+def server(noop: bool = False) -> NodeProcess:
+    """Start one node process on 127.0.0.1 (the real ``python -m node``, or with the no-op route)."""
+    command = [sys.executable, "-c", NOOP_SERVER] if noop else None
+    return NodeProcess(*NODE_ARGS, command=command, ready_timeout=20).start()
 
-    def __init__(self, tmp: str, noop: bool = False):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = ["--port", str(self.port), "--db", f"{tmp}/{self.port}.db", *NODE_ARGS]
-        cmd = [sys.executable, "-c", NOOP_SERVER, *argv] if noop else [sys.executable, "-m", "node", *argv]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.url + "/health", timeout=0.5)
-                return
-            except requests.RequestException:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"node on port {self.port} did not start")
 
-    def entries(self) -> int:
-        return requests.get(self.url + "/health", timeout=5).json()["entries"]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+def entries(node: NodeProcess) -> int:
+    """Entries the node lists (its /health figure)."""
+    return node.get("/health", timeout=5)["entries"]
 
 
 def wrk(url: str, script: str, connections: int, seconds: float, server_pid: int) -> dict:
@@ -164,11 +143,15 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run(kind: str, connections: int, seconds: float, servers: dict, tmp: str, scripts: dict) -> dict:
+KINDS = ("noop", "list", "renew", "register")  # in the order each repeat runs them
+SCRIPTS = {"noop": LUA_GET, "list": LUA_GET, "renew": LUA_RENEW, "register": LUA_REGISTER}
+
+
+def run(kind: str, connections: int, seconds: float, servers: dict[str, NodeProcess], scripts: dict) -> dict:
     """Measure one endpoint once; ``register`` gets a fresh node."""
     fresh = None
     if kind == "register":
-        fresh = Server(tmp)
+        fresh = server()
         target, path = fresh, "/registry/register_instance"
     elif kind == "noop":
         target, path = servers["noop"], NOOP_PATH
@@ -178,57 +161,43 @@ def run(kind: str, connections: int, seconds: float, servers: dict, tmp: str, sc
         target, path = servers["node"], "/registry/register_instance"
     try:
         c0 = children_cpu()
-        r = wrk(target.url + path, scripts[kind], connections, seconds, target.proc.pid)
+        r = wrk(target.url + path, scripts[kind], connections, seconds, target.pid)
         r["gen_cpu"] = (children_cpu() - c0) / r["wall"]
-        r["entries_after"] = target.entries()
+        r["entries_after"] = entries(target)
     finally:
         if fresh is not None:
-            fresh.stop()
+            fresh.close()
     return r
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--concurrency", default="8,32", help="comma-separated wrk connection counts")
-    ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("throughput: wrk not found (Debian: apt-get install -y wrk)")
-    levels = [int(c) for c in args.concurrency.split(",")]
-    kinds = ["noop", "list", "renew", "register"]
-    results: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in kinds for c in levels}
-    with tempfile.TemporaryDirectory() as tmp:
-        scripts = {}
-        for kind, text in (("noop", LUA_GET), ("list", LUA_GET), ("renew", LUA_RENEW), ("register", LUA_REGISTER)):
-            scripts[kind] = f"{tmp}/{kind}.lua"
-            Path(scripts[kind]).write_text(text)
-        servers = {}
-        try:
-            servers["node"] = Server(tmp)
-            servers["noop"] = Server(tmp, noop=True)
-            with requests.Session() as s:
-                for i in range(1, RENEWED + 1):
-                    s.post(servers["node"].url + "/registry/register_instance",
-                           json={"address": f"10.200.0.{i}:80", "app_name": "bench"}, timeout=5).raise_for_status()
-            listed = len(requests.get(servers["node"].url + "/registry/list", timeout=5).json())
-            # Warm-up: imports, first-request paths, connection set-up.
-            for kind in ("noop", "list", "renew"):
-                run(kind, levels[0], 1, servers, tmp, scripts)
-            for rep in range(args.repeats):
-                for c in levels:
-                    for kind in kinds:
-                        r = run(kind, c, args.seconds, servers, tmp, scripts)
-                        results[(kind, c)].append(r)
-                        print(f"  repeat {rep + 1} c={c:<3} {kind:<8} {r['rps']:8.0f} req/s"
-                              f"  p50 {r['p50_us'] / 1000:6.1f} ms  p99 {r['p99_us'] / 1000:6.1f} ms"
-                              f"  errors {r['errors']}  server CPU {r['server_cpu']:.2f}"
-                              f"  wrk CPU {r['gen_cpu']:.2f}  entries {r['entries_after']}", flush=True)
-        finally:
-            for s in servers.values():
-                s.stop()
+def measure(args, levels: list[int], scripts: dict) -> tuple[dict[tuple[str, int], list[dict]], int]:
+    """Start the node and the no-op node, fill the node, run every repeat; return the runs and the list size."""
+    results: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in KINDS for c in levels}
+    with server() as node, server(noop=True) as noop:
+        servers = {"node": node, "noop": noop}
+        with requests.Session() as s:
+            for i in range(1, RENEWED + 1):
+                s.post(node.url + "/registry/register_instance",
+                       json={"address": f"10.200.0.{i}:80", "app_name": "bench"}, timeout=5).raise_for_status()
+        listed = len(node.get("/registry/list", timeout=5))
+        # Warm-up: imports, first-request paths, connection set-up.
+        for kind in ("noop", "list", "renew"):
+            run(kind, levels[0], 1, servers, scripts)
+        for rep in range(args.repeats):
+            for c in levels:
+                for kind in KINDS:
+                    r = run(kind, c, args.seconds, servers, scripts)
+                    results[(kind, c)].append(r)
+                    print(f"  repeat {rep + 1} c={c:<3} {kind:<8} {r['rps']:8.0f} req/s"
+                          f"  p50 {r['p50_us'] / 1000:6.1f} ms  p99 {r['p99_us'] / 1000:6.1f} ms"
+                          f"  errors {r['errors']}  server CPU {r['server_cpu']:.2f}"
+                          f"  wrk CPU {r['gen_cpu']:.2f}  entries {r['entries_after']}", flush=True)
+    return results, listed
 
-    med = lambda xs: statistics.median(xs)  # noqa: E731
+
+def print_table(results: dict[tuple[str, int], list[dict]], levels: list[int], listed: int, args) -> None:
+    """Medians per endpoint and concurrency, beside the no-op ceiling."""
+    med = statistics.median
     print()
     print(f"one node on 127.0.0.1, waitress {LOCAL.threads} threads (node default), wrk 1 thread, keep-alive; "
           f"{args.repeats} runs of {args.seconds:g} s each, medians; {os.cpu_count()} CPUs shared by wrk and the node")
@@ -239,7 +208,7 @@ def main() -> None:
     print(header)
     for c in levels:
         ceiling = med([r["rps"] for r in results[("noop", c)]])
-        for kind in kinds:
+        for kind in KINDS:
             rs = results[(kind, c)]
             rps, p50, p99 = (med([r[k] for r in rs]) for k in ("rps", "p50_us", "p99_us"))
             paired = med([r["rps"] / n["rps"] for r, n in zip(rs, results[("noop", c)], strict=True)])
@@ -252,6 +221,23 @@ def main() -> None:
     print("/ no-op = ratio of the medians; paired = median of the per-repeat ratios (each beside its own no-op run)")
     print("CPU columns are cores (1.00 = one core) averaged over the run; node + wrk near "
           f"{os.cpu_count()} means the machine, not the node alone, was the limit")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concurrency", default="8,32", help="comma-separated wrk connection counts")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("throughput: wrk not found (Debian: apt-get install -y wrk)")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        scripts = {kind: f"{tmp}/{kind}.lua" for kind in KINDS}
+        for kind, path in scripts.items():
+            Path(path).write_text(SCRIPTS[kind])
+        results, listed = measure(args, levels, scripts)
+    print_table(results, levels, listed, args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -135,15 +136,8 @@ class NodeProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the node, SIGKILL it if it has not exited after ``timeout`` seconds."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if self.proc is not None:
+            stop_processes([self.proc], grace=timeout)
 
     def close(self) -> None:
         """Stop the node and remove its temporary folder, if it made one."""
@@ -190,9 +184,19 @@ def cluster_of(n: int, *flags: str, folder: Path | str, ports: Sequence[int] | N
 
 
 def stop_all(procs: Sequence[NodeProcess]) -> None:
-    """Stop every node: SIGTERM to all first, then wait for each."""
+    """Stop every node: SIGTERM to all first, then SIGKILL whichever still runs after the grace."""
+    stop_processes([p.proc for p in procs if p.proc is not None])
+
+
+def stop_processes(procs: Sequence[subprocess.Popen], grace: float = 5.0) -> None:
+    """SIGTERM every process, wait up to ``grace`` seconds in all, then SIGKILL the ones still alive."""
     for p in procs:
-        if p.proc is not None and p.proc.poll() is None:
-            p.proc.terminate()
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
     for p in procs:
-        p.stop()
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
