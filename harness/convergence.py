@@ -79,15 +79,32 @@ class Report:
         """Describe, one line per fact, which node lacks or disagrees on which entries."""
         if not self.digests:
             return "no node answered" + (f" (asked: {', '.join(self.unreachable)})" if self.unreachable else "")
-        lines = []
+        lines = self._digest_lines() + self._diff_lines()
+        explained = set(self.diffs) | set(self.lacking) | set(self.unwanted)
+        lines += [f"{n} differs only in state not listed (e.g. tombstones)"
+                  for n in self.lagging() if n not in explained]
+        lines += [f"{n} lacks expected {', '.join(self.lacking[n])}" for n in sort_nodes(self.lacking)]
+        lines += [f"{n} still lists {', '.join(self.unwanted[n])} (expected absent)" for n in sort_nodes(self.unwanted)]
+        if self.unreachable:
+            lines.append(f"unreachable: {', '.join(sort_nodes(self.unreachable))}")
+        return "\n".join(lines)
+
+    def _digest_lines(self) -> list[str]:
+        """One line per distinct digest with its nodes, then which view is the majority."""
         groups: dict[str, list[str]] = {}
         for n, (d, _) in self.digests.items():
             groups.setdefault(d, []).append(n)
+        lines = []
         for d, members in sorted(groups.items(), key=lambda kv: sort_nodes(kv[1])[0]):
             count = self.digests[members[0]][1]
             lines.append(f"digest {d[:12]} ({count} entries): {', '.join(sort_nodes(members))}")
         if self.reference is not None and len(groups) > 1:
             lines.append(f"majority view: that of {self.reference}")
+        return lines
+
+    def _diff_lines(self) -> list[str]:
+        """What each differing node lacks, has in excess, or holds in another version."""
+        lines = []
         for n in sort_nodes(self.diffs):
             diff = self.diffs[n]
             if diff.missing:
@@ -96,16 +113,7 @@ class Report:
                 lines.append(f"{n} has extra {', '.join(diff.extra)}")
             for addr, (mine, theirs) in sorted(diff.different.items()):
                 lines.append(f"{n} disagrees on {addr}: {_fmt(mine)} vs majority {_fmt(theirs)}")
-        explained = set(self.diffs) | set(self.lacking) | set(self.unwanted)
-        for n in (n for n in self.lagging() if n not in explained):
-            lines.append(f"{n} differs only in state not listed (e.g. tombstones)")
-        for n in sort_nodes(self.lacking):
-            lines.append(f"{n} lacks expected {', '.join(self.lacking[n])}")
-        for n in sort_nodes(self.unwanted):
-            lines.append(f"{n} still lists {', '.join(self.unwanted[n])} (expected absent)")
-        if self.unreachable:
-            lines.append(f"unreachable: {', '.join(sort_nodes(self.unreachable))}")
-        return "\n".join(lines)
+        return lines
 
 
 def _replicated(record: Mapping) -> dict:
@@ -172,7 +180,7 @@ def check(
             report.unwanted[n] = still
     source = detail if detail else views
     ref_view = source.get(report.reference) if report.reference is not None else None
-    if ref_view is not None:
+    if report.reference is not None and ref_view is not None:
         ref_digest = digests[report.reference][0]
         for n, (d, _) in digests.items():
             if d != ref_digest and n in source:
