@@ -1,4 +1,4 @@
-"""Pure planning of network faults: partition groups, cut links, iptables rules, probes.
+"""Pure planning of network faults: node names, partition groups, cut links, iptables rules.
 
 Nothing here talks to Docker. A fault is planned as a set of *cut directed links*
 ``(src, dst)`` meaning "connections initiated by src towards dst get no answer".
@@ -22,7 +22,6 @@ restarted (a restarted container gets a fresh network namespace with no rules).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +45,16 @@ def node_index(name: str) -> int:
     if not m:
         raise NodeNotFound(f"not a node name: {name!r} (expected n1, n2, ...)")
     return int(m.group(1))
+
+
+def node_names(count: int) -> list[str]:
+    """Return the names of a ``count``-node cluster: n1..n<count>."""
+    return [f"n{k}" for k in range(1, count + 1)]
+
+
+def node_address(name: str) -> str:
+    """Return the ``host:port`` node ``name`` advertises to its peers (``n3`` -> ``n3:5000``)."""
+    return f"{name}:{NODE_PORT}"
 
 
 def sort_nodes(names: Iterable[str]) -> list[str]:
@@ -170,57 +179,6 @@ def rules_script(iptables: str, rules: Iterable[Sequence[str]]) -> str:
     """Return a shell script appending ``rules``; it stops at the first failing rule."""
     lines = ["set -e"] + [" ".join([iptables, "-w", *r]) for r in rules]
     return "\n".join(lines)
-
-
-def connect_probe_script(targets: Sequence[str], port: int = NODE_PORT, timeout: float = 1.0) -> str:
-    """Return Python source that tries a TCP connect to every target at once and prints JSON.
-
-    Output: ``{"<ip>": true|false, ...}`` (true = connected within ``timeout``).
-    """
-    return (
-        "import json, socket, threading\n"
-        f"targets = {json.dumps(list(targets))}\n"
-        "result = {}\n"
-        "def probe(ip):\n"
-        "    s = socket.socket()\n"
-        f"    s.settimeout({timeout!r})\n"
-        "    try:\n"
-        f"        result[ip] = s.connect_ex((ip, {port})) == 0\n"
-        "    except OSError:\n"
-        "        result[ip] = False\n"
-        "    finally:\n"
-        "        s.close()\n"
-        "threads = [threading.Thread(target=probe, args=(ip,)) for ip in targets]\n"
-        "[t.start() for t in threads]\n"
-        "[t.join() for t in threads]\n"
-        "print(json.dumps(result))\n"
-    )
-
-
-def repeated_connect_script(target: str, attempts: int, port: int = NODE_PORT, timeout: float = 0.4) -> str:
-    """Return Python source that connects up to ``attempts`` times and prints how many failed.
-
-    It stops at the first failure; output is JSON ``{"attempts": k, "failures": f}``.
-    """
-    return (
-        "import json, socket\n"
-        "failures = 0\n"
-        "done = 0\n"
-        f"for _ in range({int(attempts)}):\n"
-        "    s = socket.socket()\n"
-        f"    s.settimeout({timeout!r})\n"
-        "    done += 1\n"
-        "    try:\n"
-        f"        ok = s.connect_ex(({target!r}, {port})) == 0\n"
-        "    except OSError:\n"
-        "        ok = False\n"
-        "    finally:\n"
-        "        s.close()\n"
-        "    if not ok:\n"
-        "        failures += 1\n"
-        "        break\n"
-        "print(json.dumps({'attempts': done, 'failures': failures}))\n"
-    )
 
 
 def reachability_mismatches(

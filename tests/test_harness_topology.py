@@ -1,8 +1,5 @@
-"""Partition planning, iptables rules and probe scripts, without Docker."""
+"""Node names, partition planning and iptables rules, without Docker."""
 
-import json
-import subprocess
-import sys
 
 import pytest
 
@@ -101,34 +98,6 @@ def test_setup_script_is_idempotent_per_chain():
 def test_rules_script_stops_at_first_failure():
     script = topology.rules_script("iptables", [["-A", "X", "-j", "DROP"]])
     assert script.splitlines() == ["set -e", "iptables -w -A X -j DROP"]
-
-
-def test_connect_probe_script_reports_closed_port_as_cut():
-    # 127.0.0.1 on a port nobody listens on: refused fast, reported False
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    src = topology.connect_probe_script(["127.0.0.1"], port=port, timeout=0.5)
-    out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=10)
-    assert json.loads(out.stdout) == {"127.0.0.1": False}
-
-
-def test_connect_probe_script_reports_listener_as_open():
-    import socket
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        src = topology.connect_probe_script(["127.0.0.1"], port=port, timeout=0.5)
-        out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=10)
-    assert json.loads(out.stdout) == {"127.0.0.1": True}
-
-
-def test_repeated_connect_script_stops_at_first_failure():
-    src = topology.repeated_connect_script("127.0.0.1", attempts=50, port=1, timeout=0.2)
-    out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=10)
-    assert json.loads(out.stdout) == {"attempts": 1, "failures": 1}
 
 
 def test_reachability_mismatches_names_each_wrong_link():

@@ -26,9 +26,8 @@ def test_partition_blocks_then_heal_converges(cluster):
 
 def test_one_way_cut_keeps_the_other_direction(cluster):
     cluster.partition_one_way("n2", "n3")
-    ips = cluster._ips()
-    assert cluster._probe("n2", ["n3"], ips) == {("n2", "n3"): False}
-    assert cluster._probe("n3", ["n2"], ips) == {("n3", "n2"): True}
+    assert cluster.faults.probe_links("n2", ["n3"]) == {("n2", "n3"): False}
+    assert cluster.faults.probe_links("n3", ["n2"]) == {("n3", "n2"): True}
     cluster.heal()
 
 

@@ -1,0 +1,13 @@
+"""Network faults: planned as data (``plan``), run and probed by one executor (``execute``).
+
+``faults.NetworkFaults`` ties them to one cluster: snapshot, plan, apply, record.
+
+``plan`` is pure and imports nothing from Docker; ``probe`` builds the command lines
+of the ``sd-probe`` script shipped in the node image and parses its JSON.
+"""
+
+from .execute import FaultExecutor
+from .faults import NetworkFaults, Snapshot
+from .plan import DelayCheck, FaultPlan, LossCheck, Step
+
+__all__ = ["DelayCheck", "FaultExecutor", "FaultPlan", "LossCheck", "NetworkFaults", "Snapshot", "Step"]
