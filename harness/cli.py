@@ -10,16 +10,41 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from .cluster import Cluster, gc
+from .contract import ManagedCluster
 from .errors import ConvergenceTimeout, HarnessError, InvalidPartition, NodeStartError
 
-# Functions the commands reach Docker through; tests replace them via ``obj``.
-DEFAULT_BACKEND = {"create": Cluster, "attach": Cluster.attach, "gc": gc}
+
+def _create(**settings: Any) -> ManagedCluster:
+    """A Docker cluster described by ``settings`` (not started)."""
+    from .cluster import Cluster  # noqa: PLC0415 - Docker is loaded only by commands that need it
+
+    return Cluster(**settings)
+
+
+def _attach_docker(name: str) -> ManagedCluster:
+    """The running Docker cluster called ``name``."""
+    from .cluster import Cluster  # noqa: PLC0415
+
+    return Cluster.attach(name)
+
+
+def _gc(cluster: str | None = None) -> dict:
+    """Remove harness leftovers in Docker (of one cluster, or all)."""
+    from .cluster import gc  # noqa: PLC0415
+
+    return gc(cluster=cluster)
+
+
+# Functions the commands reach clusters through; tests replace them via ``obj``.
+Backend = Mapping[str, Callable[..., Any]]
+DEFAULT_BACKEND: Backend = {"create": _create, "attach": _attach_docker, "gc": _gc}
 
 out = Console()
 
@@ -67,7 +92,8 @@ def main():
     """Start gossip registry clusters in Docker and inject faults into them."""
 
 
-def _attach(backend, name):
+def _attach(backend: Backend, name: str) -> ManagedCluster:
+    """The cluster called ``name``, found by the backend's ``attach``."""
     return backend["attach"](name)
 
 
@@ -77,9 +103,10 @@ def _attach(backend, name):
 @click.option("--fanout", type=int, help="Peers per gossip round (SD_FANOUT).")
 @click.option("--ttl", type=float, help="Seconds a registration lives unrenewed (SD_TTL).")
 @click.option("--image", default="sd-node:latest", show_default=True)
-def up(backend, name, nodes, interval, fanout, ttl, image):
+def up(backend: Backend, name, nodes, interval, fanout, ttl, image):
     """Start a cluster of NODES nodes and wait until all answer /health."""
-    cluster = backend["create"](nodes=nodes, name=name, image=image, interval=interval, fanout=fanout, ttl=ttl)
+    settings = {"nodes": nodes, "name": name, "image": image, "interval": interval, "fanout": fanout, "ttl": ttl}
+    cluster: ManagedCluster = backend["create"](**settings)
     cluster.up()
     table = Table(title=f"cluster {name}")
     for col in ("node", "URL", "status"):
@@ -95,7 +122,7 @@ def up(backend, name, nodes, interval, fanout, ttl, image):
 
 @command
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(backend, name, as_json):
+def status(backend: Backend, name, as_json):
     """Show each node's state, entry count and digest, and whether they agree."""
     report = _attach(backend, name).status()
     if as_json:
@@ -115,7 +142,7 @@ def status(backend, name, as_json):
 @click.argument("node")
 @click.argument("address")
 @click.argument("app_name")
-def register(backend, name, node, address, app_name):
+def register(backend: Backend, name, node, address, app_name):
     """Register ADDRESS as an instance of APP_NAME through NODE."""
     click.echo(json.dumps(_attach(backend, name).register(node, address, app_name)))
 
@@ -123,14 +150,14 @@ def register(backend, name, node, address, app_name):
 @command
 @click.argument("node")
 @click.argument("address")
-def deregister(backend, name, node, address):
+def deregister(backend: Backend, name, node, address):
     """Deregister ADDRESS through NODE."""
     click.echo(json.dumps(_attach(backend, name).deregister(node, address)))
 
 
 @command
 @click.argument("groups", nargs=-1, required=True)
-def partition(backend, name, groups):
+def partition(backend: Backend, name, groups):
     """Cut groups of nodes (comma-separated names) from each other.
 
     Example: `partition n1,n2 n3,n4,n5`.
@@ -143,7 +170,7 @@ def partition(backend, name, groups):
 
 @command
 @click.argument("node")
-def isolate(backend, name, node):
+def isolate(backend: Backend, name, node):
     """Cut NODE from every other node."""
     _attach(backend, name).isolate(node)
     click.echo(f"isolated {node}")
@@ -152,14 +179,14 @@ def isolate(backend, name, node):
 @command
 @click.argument("src")
 @click.argument("dst")
-def one_way(backend, name, src, dst):
+def one_way(backend: Backend, name, src, dst):
     """Drop connections SRC opens towards DST (DST can still reach SRC)."""
     _attach(backend, name).partition_one_way(src, dst)
     click.echo(f"cut {src} -> {dst}")
 
 
 @command
-def heal(backend, name):
+def heal(backend: Backend, name):
     """Remove every partition, loss and delay."""
     _attach(backend, name).heal()
     click.echo("healed")
@@ -178,7 +205,7 @@ _PROCESS_HELP = {
 def _process_command(action: str) -> None:
     """Register the subcommand ``action NODE`` calling ``Cluster.<action>(node)``."""
 
-    def run(backend, name, node):
+    def run(backend: Backend, name, node):
         getattr(_attach(backend, name), action)(node)
         click.echo(f"{action} {node}: done")
 
@@ -194,7 +221,7 @@ for _action in _PROCESS_HELP:
 @command
 @click.argument("node")
 @click.argument("percent", type=click.FloatRange(0, 100))
-def loss(backend, name, node, percent):
+def loss(backend: Backend, name, node, percent):
     """Drop PERCENT % of the packets NODE receives (0 removes the loss)."""
     _attach(backend, name).loss(node, percent)
     click.echo(f"loss {node}: {percent:g}%")
@@ -203,7 +230,7 @@ def loss(backend, name, node, percent):
 @command
 @click.argument("node")
 @click.argument("ms", type=float)
-def delay(backend, name, node, ms):
+def delay(backend: Backend, name, node, ms):
     """Delay NODE's outgoing packets by MS milliseconds (needs tc netem)."""
     _attach(backend, name).delay(node, ms)
     click.echo(f"delay {node}: {ms:g} ms")
@@ -212,7 +239,7 @@ def delay(backend, name, node, ms):
 @command
 @click.argument("node")
 @click.argument("seconds", type=float)
-def skew(backend, name, node, seconds):
+def skew(backend: Backend, name, node, seconds):
     """Shift NODE's clock by SECONDS (negative allowed)."""
     _attach(backend, name).skew(node, seconds)
     click.echo(f"skew {node}: {seconds:+g} s")
@@ -220,7 +247,7 @@ def skew(backend, name, node, seconds):
 
 @command
 @click.option("--timeout", type=float, default=30.0, show_default=True)
-def wait(backend, name, timeout):
+def wait(backend: Backend, name, timeout):
     """Wait until all running nodes agree on one digest."""
     report = _attach(backend, name).wait_converged(timeout=timeout)
     digest, entries = next(iter(report.digests.values()))
@@ -228,7 +255,7 @@ def wait(backend, name, timeout):
 
 
 @command
-def down(backend, name):
+def down(backend: Backend, name):
     """Remove the cluster's containers, volumes and network."""
     removed = _attach(backend, name).down()
     click.echo(f"removed {removed['containers']} containers, {removed['volumes']} volumes, "
@@ -237,7 +264,7 @@ def down(backend, name):
 
 @command(name="gc")
 @click.option("--all", "all_clusters", is_flag=True, help="Every harness cluster, not just --name.")
-def gc_(backend, name, all_clusters):
+def gc_(backend: Backend, name, all_clusters):
     """Remove leftovers of crashed runs (containers, volumes, networks labelled sd.harness=1)."""
     removed = backend["gc"](cluster=None if all_clusters else name)
     click.echo(f"removed {removed['containers']} containers, {removed['volumes']} volumes, "
@@ -253,11 +280,12 @@ def tune_host(nodes):
     The kernel shares one neighbour table among all containers; see harness/hostlimits.py.
     Prints nothing when the limit already fits.
     """
-    from . import cluster, hostlimits  # noqa: PLC0415 - only this command needs them
+    from . import hostlimits  # noqa: PLC0415 - only this command needs them
+    from .backends import engine  # noqa: PLC0415
 
     try:
-        client = cluster.connect()
-        others = cluster.running_cluster_sizes(client) if cluster.is_local(client) else None
+        client = engine.connect()
+        others = engine.running_cluster_sizes(client) if engine.is_local(client) else None
     except HarnessError:
         others = []
     if others is None:  # a remote engine: this host's limits do not apply

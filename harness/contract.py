@@ -87,3 +87,43 @@ class ClusterLike(Protocol):
     def settle(self, seconds: float) -> None:
         """Let ``seconds`` pass (wall time in Docker, virtual time in the simulator)."""
         ...
+
+
+@runtime_checkable
+class ManagedCluster(ClusterLike, Protocol):
+    """A cluster the command line manages: ClusterLike plus lifecycle, URLs and per-node network faults.
+
+    Docker clusters are; the simulator is not (it has no URLs, and its loss is cluster-wide).
+    """
+
+    def up(self) -> Any:
+        """Start every node and wait until each answers /health."""
+        ...
+
+    def down(self) -> dict:
+        """Remove everything the cluster made; counts of containers, volumes and networks removed."""
+        ...
+
+    def status(self) -> dict:
+        """{"cluster", "converged", "nodes": [{name, url, state, entries, digest, status}]}."""
+        ...
+
+    def url(self, node: str) -> str:
+        """Base URL of ``node``'s HTTP API from the host."""
+        ...
+
+    def stop(self, node: str) -> None:
+        """Stop ``node`` gracefully; its data survives for ``start``."""
+        ...
+
+    def restart(self, node: str) -> None:
+        """Stop and start ``node``, waiting until it answers again."""
+        ...
+
+    def loss(self, node: str, percent: float) -> None:
+        """Drop ``percent`` % of the packets ``node`` receives (0 removes the loss)."""
+        ...
+
+    def delay(self, node: str, ms: float) -> None:
+        """Delay ``node``'s outgoing packets by ``ms`` milliseconds (0 removes the delay)."""
+        ...

@@ -1,22 +1,32 @@
 """Scenarios as lists of steps, run alike on a SimCluster and on a Docker Cluster.
 
-A step is a small object with ``run(cluster)``; it uses only the operations both
-cluster kinds share (register, deregister, partition, heal, kill, start, skew,
-views, wait_converged). ``within`` is in seconds: virtual ones in a simulation, wall
-ones against containers.
+A step is a small object with ``run(cluster)``; it uses only the operations of
+``harness.contract.ClusterLike``, which both cluster kinds implement (register,
+deregister, partition, heal, kill, start, pause, skew, views, settle,
+wait_converged). ``within`` is in seconds: virtual ones in a simulation, wall ones
+against containers.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from .contract import ClusterLike
 from .errors import HarnessError
 
 
 class ScenarioFailed(HarnessError):
     """A step's expectation did not hold."""
+
+
+class Step(Protocol):
+    """One step of a scenario: acts on the cluster or checks it."""
+
+    def run(self, cluster: ClusterLike) -> None:
+        """Do the step; raise (ScenarioFailed, ConvergenceTimeout, ...) when it does not hold."""
+        ...
 
 
 @dataclass
@@ -25,7 +35,7 @@ class Register:
     address: str
     app_name: str
 
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         cluster.register(self.node, self.address, self.app_name)
 
 
@@ -34,7 +44,7 @@ class Deregister:
     node: str
     address: str
 
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         cluster.deregister(self.node, self.address)
 
 
@@ -42,24 +52,30 @@ class Deregister:
 class Partition:
     groups: list[list[str]]
 
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         cluster.partition(self.groups)
 
 
 @dataclass
 class Heal:
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         cluster.heal()
 
 
 @dataclass
 class Fault:
-    """Call a one-node fault by name: kill, stop, start, restart, pause, unpause."""
+    """Call a one-node fault of ClusterLike by name: kill, start, pause, unpause."""
 
     action: str
     node: str
 
-    def run(self, cluster) -> None:
+    ACTIONS = ("kill", "start", "pause", "unpause")
+
+    def __post_init__(self) -> None:
+        if self.action not in self.ACTIONS:
+            raise ValueError(f"unknown fault {self.action!r} (one of {', '.join(self.ACTIONS)})")
+
+    def run(self, cluster: ClusterLike) -> None:
         getattr(cluster, self.action)(self.node)
 
 
@@ -68,7 +84,7 @@ class Skew:
     node: str
     seconds: float
 
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         cluster.skew(self.node, self.seconds)
 
 
@@ -78,8 +94,8 @@ class Settle:
 
     seconds: float
 
-    def run(self, cluster) -> None:
-        getattr(cluster, "settle", time.sleep)(self.seconds)
+    def run(self, cluster: ClusterLike) -> None:
+        cluster.settle(self.seconds)
 
 
 @dataclass
@@ -91,7 +107,7 @@ class Converged:
     present: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
 
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         cluster.wait_converged(self.within, nodes=self.nodes, expect_present=self.present, expect_absent=self.absent)
 
 
@@ -102,7 +118,7 @@ class Lacks:
     nodes: list[str]
     address: str
 
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         views = cluster.views(self.nodes)
         holders = [n for n in self.nodes if self.address in views.get(n, {})]
         if holders:
@@ -117,7 +133,7 @@ class AppIs:
     address: str
     app_name: str
 
-    def run(self, cluster) -> None:
+    def run(self, cluster: ClusterLike) -> None:
         views = cluster.views(self.nodes)
         wrong = {n: views.get(n, {}).get(self.address, {}).get("app_name") for n in self.nodes}
         wrong = {n: a for n, a in wrong.items() if a != self.app_name}
@@ -125,7 +141,7 @@ class AppIs:
             raise ScenarioFailed(f"{self.address} should be {self.app_name!r} everywhere, got {wrong}")
 
 
-def run(cluster, steps: Sequence) -> None:
+def run(cluster: ClusterLike, steps: Sequence[Step]) -> None:
     """Run ``steps`` in order on ``cluster``; the first failing step raises."""
     for step in steps:
         step.run(cluster)

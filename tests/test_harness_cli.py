@@ -6,19 +6,27 @@ import pytest
 from click.testing import CliRunner
 
 from harness import cli
+from harness.convergence import Report
 from harness.errors import ClusterNotFound, DockerUnavailable, InvalidPartition, NodeNotFound
 
 
 class FakeCluster:
-    """Records calls; knows nodes n1..n3."""
+    """A ManagedCluster that records calls; knows nodes n1..n3."""
 
     nodes = ["n1", "n2", "n3"]
 
     def __init__(self, calls, **kwargs):
         self.calls, self.kwargs = calls, kwargs
 
+    def _record(self, *call):
+        self.calls.append(call)
+
     def up(self):
-        self.calls.append(("up", self.kwargs))
+        self._record("up", self.kwargs)
+
+    def down(self):
+        self._record("down")
+        return {"containers": 3, "volumes": 3, "networks": 1}
 
     def url(self, node):
         return f"http://127.0.0.1:{40000 + int(node[1:])}"
@@ -28,17 +36,68 @@ class FakeCluster:
             {"name": n, "url": self.url(n), "state": "running", "entries": 3, "digest": "d" * 16, "status": "ok"}
             for n in self.nodes]}
 
+    def register(self, node, address, app_name, last_update=None):
+        self._record("register", node, address, app_name)
+        return {"status": "registered"}
+
+    def deregister(self, node, address):
+        self._record("deregister", node, address)
+        return {"status": "deregistered"}
+
+    def views(self, nodes=None):
+        return {n: {} for n in nodes or self.nodes}
+
+    def digests(self, nodes=None):
+        return {n: ("d" * 16, 3) for n in nodes or self.nodes}
+
     def partition(self, groups):
-        self.calls.append(("partition", groups))
+        self._record("partition", groups)
         if any(n not in self.nodes for g in groups for n in g):
             raise NodeNotFound("no node 'n9' in cluster 't' (nodes: n1, n2, n3)")
         return groups + [["n3"]]
 
+    def isolate(self, node):
+        self._record("isolate", node)
+
+    def partition_one_way(self, src, dst):
+        self._record("one_way", src, dst)
+
+    def heal(self):
+        self._record("heal")
+
+    def loss(self, node, percent):
+        self._record("loss", node, percent)
+
+    def delay(self, node, ms):
+        self._record("delay", node, ms)
+
     def skew(self, node, seconds):
-        self.calls.append(("skew", node, seconds))
+        self._record("skew", node, seconds)
 
     def kill(self, node):
-        self.calls.append(("kill", node))
+        self._record("kill", node)
+
+    def stop(self, node):
+        self._record("stop", node)
+
+    def start(self, node):
+        self._record("start", node)
+
+    def restart(self, node):
+        self._record("restart", node)
+
+    def pause(self, node):
+        self._record("pause", node)
+
+    def unpause(self, node):
+        self._record("unpause", node)
+
+    def wait_converged(self, timeout=30.0, nodes=None, expect_present=(), expect_absent=()):
+        self._record("wait", timeout)
+        return Report(digests=self.digests())
+
+    def settle(self, seconds):
+        self._record("settle", seconds)
 
 
 @pytest.fixture
@@ -98,9 +157,24 @@ def test_negative_skew_is_an_argument_not_an_option(backend):
     assert ("skew", "n2", -30.0) in backend["calls"]
 
 
-def test_process_commands_reach_the_cluster(backend):
-    assert run(backend, "kill", "n2").exit_code == 0
-    assert ("kill", "n2") in backend["calls"]
+@pytest.mark.parametrize("action", ["kill", "stop", "start", "restart", "pause", "unpause"])
+def test_process_commands_reach_the_cluster(backend, action):
+    assert run(backend, action, "n2").exit_code == 0
+    assert (action, "n2") in backend["calls"]
+
+
+@pytest.mark.parametrize("args,call", [
+    (["loss", "n1", "30"], ("loss", "n1", 30.0)),
+    (["delay", "n3", "50"], ("delay", "n3", 50.0)),
+    (["one-way", "n1", "n2"], ("one_way", "n1", "n2")),
+    (["isolate", "n2"], ("isolate", "n2")),
+    (["heal"], ("heal",)),
+    (["wait", "--timeout", "5"], ("wait", 5.0)),
+])
+def test_fault_and_wait_commands_reach_the_cluster(backend, args, call):
+    result = run(backend, *args)
+    assert result.exit_code == 0, result.output
+    assert call in backend["calls"]
 
 
 @pytest.mark.parametrize("args,message", [
