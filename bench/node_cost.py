@@ -27,6 +27,7 @@ from node.gossip import Node  # noqa: E402
 from node.protocol import Lease  # noqa: E402
 from node.store import Store  # noqa: E402
 from node.transport import HttpTransport  # noqa: E402
+from node.wire import Summary, encode  # noqa: E402
 
 QUIET = ("--log-level", "WARNING")
 
@@ -47,8 +48,8 @@ def exchange_costs(args) -> dict[str, tuple[list, list, list]]:
         first = client.exchange(addr)
         assert first.ok and first.received == len(entries), first
         transport = HttpTransport()
-        digest = [[a, e["version"], e["origin"]] for a, e in entries.items()]
-        full = {"type": "syn", "from": "127.0.0.1:1", "digest": digest}
+        # A one-bucket summary that differs: the server answers with its whole digest.
+        full = encode(Summary("127.0.0.1:1", ["0"]), 0.0)
         rows: dict[str, tuple[list, list, list]] = {"summary": ([], [], []), "full digest": ([], [], [])}
         for _ in range(args.repeats):
             for kind, (server, client_cpu, wire) in rows.items():
@@ -92,7 +93,8 @@ def main() -> None:
     for kind, (server, client_cpu, wire) in rows.items():
         print(f"{kind:<18}{ms(server):>14.2f}{ms(client_cpu):>14.2f}{statistics.median(wire):>8.0f}")
     server, client_cpu, wire = rows["summary"]
-    print("(summary = what nodes send: bucket hashes first; full digest = every entry's version, for comparison)")
+    print("(summary = what nodes send: bucket hashes first; full digest = a summary that differs in its one"
+          " bucket, answered with every entry's version, for comparison)")
     print(f"idle node CPU (no peers, 200 ms rounds): {idle * 100:.2f} % of one core")
     per_node = (ms(server) + ms(client_cpu)) / 1000 * 3 * 5  # fanout 3, 5 rounds/s, both ends
     print(f"=> at rest, one node at fanout 3 and 200 ms rounds spends ~{per_node * 100:.1f} % of a core on gossip"

@@ -1,8 +1,8 @@
 """An in-process cluster: real Node code on an in-memory network with a virtual clock.
 
-``SimCluster`` offers the operations of the Docker ``Cluster`` that make sense without
-containers (register, deregister, partition, heal, kill, start, skew, loss, views,
-digests, wait_converged), so one scenario runs against both. Time is virtual. Each node
+``SimCluster`` offers the operations of ``contract.ClusterLike`` (register, deregister,
+partition, heal, kill, start, pause, unpause, skew, views, digests, wait_converged,
+settle) plus loss, so one scenario runs against it and the Docker ``Cluster``. Time is virtual. Each node
 has a fixed random phase in (0, 1], like a real node's timer started at a random
 instant: during a round the shared clock moves to ``start + phase * interval`` before
 that node gossips, so first-seen instants fall inside the round, as they do between real
@@ -24,15 +24,38 @@ from node import protocol
 from node.clock import Clock, FakeClock
 from node.config import TEST, Config
 from node.gossip import Node, lease_of
+from node.protocol import Entry
 from node.store import Store
 from node.transport import InMemoryNetwork
 
 from . import convergence
 from .errors import ConvergenceTimeout, NodeNotFound
-from .topology import partition_cuts, validate_groups
+from .topology import node_address, partition_cuts, validate_groups
 
 SIM = dataclasses.replace(TEST, interval=0.2, timeout=0.1)
 """Default node settings of a simulated cluster: 200 ms rounds, fanout 3, 6 s leases."""
+
+
+class SimNode(Node):
+    """A Node whose gossip merges can be held back until the end of a synchronous round."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # While not None, what gossip brings is collected here instead of merged.
+        self.deferred: list[Entry] | None = None
+
+    def merge(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Merge ``entries`` now, or collect those that would change the store while deferring."""
+        if self.deferred is None:
+            return super().merge(entries)
+        changed = self.store.changes(entries, self.clock.now())
+        self.deferred.extend(changed)
+        return changed
+
+    def merge_deferred(self) -> None:
+        """Merge what was collected since deferring began, and stop deferring."""
+        held, self.deferred = self.deferred or [], None
+        self.merge(held)
 
 
 @contextlib.contextmanager
@@ -53,7 +76,7 @@ def _cycle_collector_paused() -> Iterator[None]:
 
 
 class SimCluster:
-    """N nodes named n1..nN, addresses ``n<k>:5000``, seeded with n1 and n2."""
+    """N nodes named n1..nN at ``node_address(name)``, seeded with n1 and n2."""
 
     def __init__(
         self,
@@ -75,7 +98,7 @@ class SimCluster:
         self._seed = seed
         self._seed_count = seeds
         self._store_factory = store_factory or (lambda name, lease: Store(lease))
-        self._nodes: dict[str, Node] = {}
+        self._nodes: dict[str, SimNode] = {}
         self._down: set[str] = set()
         self._phase: dict[str, float] = {}
         self._order: list[str] = []  # node names by phase
@@ -89,7 +112,7 @@ class SimCluster:
         """Names of every node, in order."""
         return list(self._nodes)
 
-    def node(self, name: str) -> Node:
+    def node(self, name: str) -> SimNode:
         """Return the Node object of ``name``."""
         try:
             return self._nodes[name]
@@ -101,14 +124,15 @@ class SimCluster:
 
     def _spawn(self, seeds: Sequence[str] | None = None) -> str:
         k = len(self._nodes) + 1
-        name, address = f"n{k}", f"n{k}:5000"
+        name = f"n{k}"
+        address = node_address(name)
         if seeds is None:
-            seeds = [f"n{i}:5000" for i in range(1, self._seed_count + 1) if i != k]
+            seeds = [node_address(f"n{i}") for i in range(1, self._seed_count + 1) if i != k]
         cfg = dataclasses.replace(self.config, advertise=address, seeds=tuple(seeds), name=name)
         store = self._store_factory(name, lease_of(cfg))
         rng = random.Random(self._seed * 100_003 + k)
-        node = Node(cfg, store, None, Clock(0.0, self.clock.now), rng, parallel=False)
-        node.transport = self.network.attach(address, node.handle)
+        node = SimNode(cfg, store, None, Clock(0.0, self.clock.now), rng, parallel=False)
+        node.transport = self.network.attach(address, node)
         node.renew_self()
         self._nodes[name] = node
         self._phase[name] = 1.0 - self.rng.random()  # in (0, 1]
@@ -139,8 +163,7 @@ class SimCluster:
         in the node's current round. Call it on a fresh cluster, before any fault.
         """
         now = self.clock.now()
-        own = [node.store.get(node.address, now) for node in self._nodes.values()]
-        own = [e for e in own if e is not None]
+        own = [e for node in self._nodes.values() if (e := node.store.get(node.address, now)) is not None]
         with _cycle_collector_paused():
             for node in self._nodes.values():
                 node.store.apply(own, now, node.stats.rounds)
@@ -163,7 +186,7 @@ class SimCluster:
         if self.synchronous:
             self.clock.set(end)
             for n in live:
-                self._nodes[n].store.hold()
+                self._nodes[n].deferred = []
         for n in live:
             if not self.synchronous:
                 self.clock.set(start + self._phase[n] * interval)
@@ -171,7 +194,7 @@ class SimCluster:
         self.clock.set(end)
         if self.synchronous:
             for n in live:
-                self._nodes[n].store.release(end, self._nodes[n].stats.rounds)
+                self._nodes[n].merge_deferred()
 
     def settle(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, gossiping all along."""
@@ -189,11 +212,11 @@ class SimCluster:
     # -- client operations -------------------------------------------------------------------
 
     def register(self, node: str, address: str, app_name: str, last_update: int | None = None) -> dict:
-        entry = self.node(node).register(address, app_name, last_update)
+        entry = self.node(node).register(address, app_name, last_update).entry
         return {"address": address, "app_name": entry.app_name, "version": entry.version}
 
     def deregister(self, node: str, address: str) -> dict:
-        entry = self.node(node).deregister(address)
+        entry = self.node(node).deregister(address).entry
         return {"address": address, "deregistered": True, "version": entry.version}
 
     def views(self, nodes: Iterable[str] | None = None) -> dict[str, dict[str, dict]]:
@@ -248,18 +271,28 @@ class SimCluster:
 
     def kill(self, node: str) -> None:
         """Stop a node: it neither gossips nor answers; its store is kept (as on disk)."""
-        self.node(node)
-        self._down.add(node)
-        self.network.set_down(self.address(node))
+        self._set_down(node, True)
 
-    pause = stop = kill
+    stop = kill
 
     def start(self, node: str) -> None:
-        self.node(node)
-        self._down.discard(node)
-        self.network.set_down(self.address(node), False)
+        """Start a killed node again on its store; it renews its own entry in its first round."""
+        self._set_down(node, False)
 
-    unpause = restart = start
+    restart = start
+
+    def pause(self, node: str) -> None:
+        """Freeze a node: it neither gossips nor answers, and keeps its whole state."""
+        self._set_down(node, True)
+
+    def unpause(self, node: str) -> None:
+        """Thaw a paused node: it gossips and answers again from the state it was frozen in."""
+        self._set_down(node, False)
+
+    def _set_down(self, node: str, down: bool) -> None:
+        address = self.address(node)
+        (self._down.add if down else self._down.discard)(node)
+        self.network.set_down(address, down)
 
     def skew(self, node: str, seconds: float) -> None:
         """Shift one node's wall clock."""
@@ -277,18 +310,18 @@ class SimCluster:
         nodes: Iterable[str] | None = None,
         expect_present: Iterable[str] = (),
         expect_absent: Iterable[str] = (),
-    ) -> float:
-        """Run rounds until the nodes agree (and expectations hold); return virtual seconds taken.
+    ) -> convergence.Report:
+        """Run rounds until the nodes agree (and expectations hold); return the report that says so.
 
         Raises ConvergenceTimeout, carrying the last report, after ``timeout`` virtual seconds.
         """
-        nodes = list(nodes) if nodes is not None else None
+        names = list(nodes) if nodes is not None else None
         present, absent = list(expect_present), list(expect_absent)
         max_rounds = max(1, int(timeout / self.config.interval))
         report = None
-        for r in range(max_rounds + 1):
-            report = self.check(nodes, present, absent)
+        for _ in range(max_rounds + 1):
+            report = self.check(names, present, absent)
             if report.converged:
-                return r * self.config.interval
+                return report
             self.step()
         raise ConvergenceTimeout(f"simulated nodes did not converge within {timeout:g} s ({max_rounds} rounds)", report)

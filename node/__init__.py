@@ -1,5 +1,5 @@
-"""Gossip-based service-discovery registry node (Flask + SQLite)."""
+"""Gossip-based service-discovery registry node (Flask + SQLite).
 
-from .app import build_node, create_app
-
-__all__ = ["build_node", "create_app"]
+The protocol modules (``protocol``, ``wire``, ``handshake``, ``snapshot``, ``store``,
+``gossip``, ``transport``) load without Flask; the web app is ``node.app.create_app``.
+"""

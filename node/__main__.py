@@ -9,6 +9,7 @@ import sys
 
 from .app import build_node, create_app
 from .config import ConfigError, from_args
+from .transport import SERVER_IDENT
 
 log = logging.getLogger("node")
 
@@ -24,12 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format=f"%(asctime)s %(levelname)s {config.name or config.advertised()} %(name)s: %(message)s",
     )
-    import waitress
+    import waitress  # type: ignore[import-untyped]  # no stubs in the dev dependencies
 
     try:
         node = build_node(config)
         server = waitress.create_server(create_app(node=node), host=config.host, port=config.port,
-                                        threads=config.threads, ident="sd-node",
+                                        threads=config.threads, ident=SERVER_IDENT,
                                         connection_limit=1000)
     except (sqlite3.Error, OSError) as exc:
         print(f"node: cannot start: {exc}", file=sys.stderr)

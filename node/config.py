@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .protocol import is_hostport
 
@@ -74,6 +75,16 @@ class Config:
 
     def validate(self) -> Config:
         """Check every field and return self; raise ConfigError naming the first bad one."""
+        self._check_addresses()
+        self._check_amounts()
+        if self.tombstone_ttl <= self.ttl + self.expire_grace:
+            raise ConfigError(
+                f"tombstone_ttl ({self.tombstone_ttl}) must exceed ttl + expire_grace "
+                f"({self.ttl + self.expire_grace}) or deleted entries could come back"
+            )
+        return self
+
+    def _check_addresses(self) -> None:
         if self.port is None:
             raise ConfigError("port is required (--port or SD_PORT)")
         if not 0 < self.port < 65536:
@@ -83,22 +94,17 @@ class Config:
         for seed in self.seeds:
             if not is_hostport(seed):
                 raise ConfigError(f"seed must be HOST:PORT, got {seed!r}")
+
+    def _check_amounts(self) -> None:
         for name in ("interval", "ttl", "timeout"):
-            if not getattr(self, name) > 0:
+            if not getattr(self, name) > 0:  # NaN fails too
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("expire_grace", "max_future"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.fanout < 1:
-            raise ConfigError(f"fanout must be >= 1, got {self.fanout}")
-        if self.tombstone_ttl <= self.ttl + self.expire_grace:
-            raise ConfigError(
-                f"tombstone_ttl ({self.tombstone_ttl}) must exceed ttl + expire_grace "
-                f"({self.ttl + self.expire_grace}) or deleted entries could come back"
-            )
-        if self.threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
-        return self
+        for name in ("fanout", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 DEFAULT = Config()
@@ -162,7 +168,7 @@ def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | No
     preset_name = raw.pop("preset", "default")
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for key, value in raw.items():
         conv = _FIELDS[key.replace("_", "-")][0]
         if key == "seeds":

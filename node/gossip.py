@@ -1,15 +1,11 @@
-"""A registry node: its store, its gossip rounds, and the handler peers talk to.
+"""A registry node: its store, its gossip rounds, and the endpoint peers talk to.
 
-A round picks peers (``protocol.select_peers``) and runs one push-pull exchange with
-each, concurrently when an executor is given:
-
-    initiator                               responder
-    sum {from, buckets: [xor per bucket]}  ──▶  compare with its own buckets
-                                           ◀──  {buckets that differ, digest of them}
-    ack {from, entries, want}              ──▶  apply entries      (only when the
-                                           ◀──  {entries wanted}    buckets differ)
-
-Failures of one peer are counted, logged and never stop the round or the loop.
+A round renews this node's own entry, drops what is gone, picks peers
+(``protocol.select_peers``) and runs one exchange with each, concurrently when an
+executor is given. The exchange's logic is ``handshake``'s; the node only moves its
+messages over the transport (encoded by ``wire``), merges what they bring into the
+store and counts messages and bytes, once per side. Failures of one peer are counted,
+logged and never stop the round or the loop.
 """
 
 from __future__ import annotations
@@ -18,21 +14,20 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import protocol
+from . import handshake, protocol, wire
 from .clock import Clock
 from .config import Config
 from .protocol import NODE_APP, Entry, Lease
-from .store import Snapshot, Store
+from .snapshot import Snapshot
+from .store import Store, Written
 from .transport import Transport, TransportError
+from .wire import ProtocolError
 
 log = logging.getLogger(__name__)
-
-
-class ProtocolError(ValueError):
-    """A gossip message is malformed."""
 
 
 @dataclass
@@ -53,7 +48,12 @@ class Exchange:
 
 @dataclass
 class Stats:
-    """Counters a node keeps about its gossip; exported by /metrics."""
+    """Counters a node keeps about its gossip; exported by /metrics.
+
+    Bytes are those the transport measured, counted once on each side of a message:
+    an initiator counts its requests as sent and the replies as received, a responder
+    the other way round.
+    """
 
     rounds: int = 0
     exchanges_ok: int = 0
@@ -95,12 +95,12 @@ class Node:
 
     # -- local writes ------------------------------------------------------------------
 
-    def register(self, address: str, app_name: str, last_update: int | None = None) -> Entry:
+    def register(self, address: str, app_name: str, last_update: int | None = None) -> Written:
         """Register or renew an instance here."""
         wall = int(self.clock.wall()) if last_update is None else int(last_update)
         return self.store.write_local(address, self.clock.now(), wall, self.address, app_name=app_name)
 
-    def deregister(self, address: str) -> Entry:
+    def deregister(self, address: str) -> Written:
         """Delete an instance everywhere by writing a tombstone here."""
         return self.store.write_local(address, self.clock.now(), int(self.clock.wall()), self.address, deleted=True)
 
@@ -108,8 +108,10 @@ class Node:
         """Register this node as an entry when missing, changed or due for renewal."""
         now = self.clock.now()
         mine = self.store.get(self.address, now)
-        due = mine is None or now - mine.renewed_at >= self.config.renew_every
-        if due or mine.deleted or mine.app_name != NODE_APP:
+        if (
+            mine is None or mine.deleted or mine.app_name != NODE_APP
+            or now - mine.renewed_at >= self.config.renew_every
+        ):
             self.register(self.address, NODE_APP)
 
     # -- views -------------------------------------------------------------------------
@@ -166,80 +168,45 @@ class Node:
         )
         return result
 
-    def _send(self, peer: str, message: dict, result: Exchange) -> dict:
-        reply = self.transport.send(peer, message, self.config.timeout)
+    def _send(self, peer: str, message: wire.Message, now: float, result: Exchange) -> dict:
+        """Send ``message`` to ``peer`` and return the reply's JSON object, counting bytes."""
+        if self.transport is None:
+            raise TransportError("this node has no transport")
+        reply = self.transport.send(peer, wire.encode(message, now), self.config.timeout)
         result.bytes_sent += reply.sent
         result.bytes_received += reply.received
-        if not isinstance(reply.body, dict):
-            raise ProtocolError("reply must be a JSON object")
         return reply.body
 
     def _exchange(self, peer: str, result: Exchange, snap: Snapshot) -> None:
-        # Step 1: per-bucket summary; the peer answers with its digest of differing buckets.
-        nb = protocol.bucket_count(len(snap.entries))
-        summary = snap.summary_hex(nb)
-        body = self._send(peer, {"type": "sum", "from": self.address, "buckets": summary}, result)
-        differing = body.get("buckets", [])
-        if not isinstance(differing, list) or not all(type(i) is int and 0 <= i < nb for i in differing):
-            raise ProtocolError("buckets must be a list of bucket indexes")
-        if not differing:
-            return
-        theirs = _parse_digest(body.get("digest"))
-        # Step 2: push what the peer lacks, ask for what it has newer.
+        steps = handshake.Initiator(self.address, snap, self.lease)
+        summary = self._send(peer, steps.start(), self.clock.now(), result)
         now = self.clock.now()
-        mine = snap.in_buckets(snap.live(now, self.lease), nb, set(differing))
-        send, want = protocol.delta(mine, theirs)
-        if not send and not want:
+        push = steps.on_summary_reply(wire.decode_summary_reply(summary), now)
+        if push is None:
             return
-        push = [e.to_wire(now) for e in send]
-        body = self._send(peer, {"type": "ack", "from": self.address, "entries": push, "want": want}, result)
-        result.sent = len(send)
-        entries = _parse_entries(body.get("entries", []), self.clock.now())
-        result.received = len(self.store.apply(entries, self.clock.now(), self.stats.rounds))
+        body = self._send(peer, push, now, result)
+        result.sent = len(push.entries)
+        pulled = steps.on_push_reply(wire.decode_push_reply(body, self.clock.now()))
+        result.received = len(self.merge(pulled))
+
+    def merge(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Merge entries gossip brought into the store; return those that changed it."""
+        return self.store.apply(entries, self.clock.now(), self.stats.rounds)
 
     # -- gossip: responder ----------------------------------------------------------------
 
     def handle(self, message: dict) -> dict:
         """Answer one gossip message from a peer; raise ProtocolError when malformed."""
-        if not isinstance(message, dict):
-            raise ProtocolError("message must be a JSON object")
-        kind = message.get("type")
-        if kind == "sum":
-            buckets = message.get("buckets")
-            if not isinstance(buckets, list) or not 1 <= len(buckets) <= protocol.MAX_BUCKETS:
-                raise ProtocolError(f"buckets must be a list of 1..{protocol.MAX_BUCKETS} hex hashes")
-            snap = self.store.snapshot()
-            nb = len(buckets)
-            if buckets == snap.cached_summary_hex(nb):  # converged pair, in our own spelling
-                return {"buckets": []}
-            try:
-                theirs = [int(h, 16) for h in buckets]
-            except (TypeError, ValueError):
-                raise ProtocolError("buckets must be hex strings") from None
-            differing = [i for i, h in enumerate(snap.summary(nb)) if h != theirs[i]]
-            if not differing:
-                return {"buckets": []}
-            mine = snap.in_buckets(snap.live(self.clock.now(), self.lease), nb, set(differing))
-            return {"buckets": differing, "digest": [[a, e.version, e.origin] for a, e in mine.items()]}
-        if kind == "syn":  # full digest in one step (still answered; nodes now send "sum")
-            digest = _parse_digest(message.get("digest"))
-            now = self.clock.now()
-            send, want = protocol.delta(self.store.live(now), digest)
-            return {"entries": [e.to_wire(now) for e in send], "want": want}
-        if kind == "ack":
-            entries = _parse_entries(message.get("entries"), self.clock.now())
-            want = message.get("want", [])
-            if not isinstance(want, list) or not all(isinstance(a, str) for a in want):
-                raise ProtocolError("want must be a list of addresses")
-            changed = self.store.apply(entries, self.clock.now(), self.stats.rounds)
-            self.stats.add(merges_applied=len(changed))
-            reply: dict = {"applied": len(changed)}
-            if want:
-                now = self.clock.now()
-                live = self.store.live(now)
-                reply["entries"] = [live[a].to_wire(now) for a in want if a in live]
-            return reply
-        raise ProtocolError(f"unknown message type {kind!r}")
+        now = self.clock.now()
+        request = wire.decode_request(message, now)
+        reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
+        if news:
+            self.stats.add(merges_applied=len(self.merge(news)))
+        return wire.encode(reply, now)
+
+    def served(self, received: int, sent: int) -> None:
+        """Count the bytes of one message answered (the transport measures them)."""
+        self.stats.add(bytes_received=received, bytes_sent=sent)
 
     # -- background loop ------------------------------------------------------------------
 
@@ -269,31 +236,6 @@ class Node:
             next_at += interval
             if next_at < time.monotonic():  # overran: skip missed ticks, keep the phase
                 next_at += interval * ((time.monotonic() - next_at) // interval + 1)
-
-
-def _parse_digest(value: object) -> dict[str, tuple[int, str]]:
-    if not isinstance(value, list):
-        raise ProtocolError("digest must be a list")
-    out = {}
-    try:
-        for address, version, origin in value:
-            if type(address) is not str or type(version) is not int or type(origin) is not str:
-                raise ValueError
-            if not 0 < version <= protocol.MAX_INT:
-                raise ValueError
-            out[address] = (version, origin)
-    except (TypeError, ValueError):
-        raise ProtocolError("digest items must be [address, version, origin]") from None
-    return out
-
-
-def _parse_entries(value: object, now: float) -> list[Entry]:
-    if not isinstance(value, list):
-        raise ProtocolError("entries must be a list")
-    try:
-        return [Entry.from_wire(item, now) for item in value]
-    except ValueError as exc:
-        raise ProtocolError(str(exc)) from None
 
 
 def lease_of(config: Config) -> Lease:

@@ -1,67 +1,15 @@
-"""Peer and operator endpoints: gossip, health, metrics, clock offset."""
+"""Operator endpoints: health, metrics, clock offset (peers' /gossip: transport.GossipEndpoint)."""
 
 from __future__ import annotations
-
-import json
-import logging
-from http import HTTPStatus
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .app import get_node, read_json
 from .gossip import Node
-from .transport import GOSSIP_PATH, encode
+from .web import get_node, read_json
 
-log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
-
-
-class GossipEndpoint:
-    """WSGI middleware serving ``POST /gossip`` ahead of Flask; everything else passes through.
-
-    Gossip is the hot path between nodes (fanout x rounds per second on every node), so it
-    skips Flask's routing and request context; errors keep the API's JSON shape.
-    """
-
-    def __init__(self, app, node: Node) -> None:
-        self.app = app
-        self.node = node
-
-    def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") != GOSSIP_PATH:
-            return self.app(environ, start_response)
-        node = self.node
-        if environ.get("REQUEST_METHOD") != "POST":
-            return _error(start_response, 405, "method_not_allowed", "gossip takes POST")
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return _error(start_response, 400, "bad_request", "bad Content-Length")
-        if length > node.config.max_gossip_body:
-            return _error(start_response, 413, "request_entity_too_large", "gossip message too large")
-        body = environ["wsgi.input"].read(length)
-        try:
-            reply = node.handle(json.loads(body))
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError and ProtocolError are ValueErrors
-            return _error(start_response, 400, "bad_request", f"bad gossip message: {exc}")
-        except Exception as exc:  # noqa: BLE001 - answer 500 as JSON, log, keep serving
-            log.exception("gossip handler failed")
-            return _error(start_response, 500, "internal_error", f"{type(exc).__name__}: {exc}")
-        data = encode(reply)
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        start_response("200 OK", headers)
-        received = length + sum(len(k) - 5 + len(v) + 4 for k, v in environ.items() if k.startswith("HTTP_"))
-        node.stats.add(bytes_received=received + 40, bytes_sent=len(data) + 120)
-        return [data]
-
-
-def _error(start_response, status: int, error: str, message: str):
-    data = encode({"error": error, "message": message})
-    start_response(f"{status} {HTTPStatus(status).phrase}",
-                   [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
 
 
 @bp.get("/health")
@@ -96,8 +44,10 @@ class NodeCollector:
             ("sd_gossip_rounds", "Gossip rounds run", s.rounds),
             ("sd_gossip_exchanges_failed", "Exchanges that failed (peer down, cut, slow)", s.exchanges_failed),
             ("sd_gossip_exchanges_ok", "Exchanges that completed", s.exchanges_ok),
-            ("sd_gossip_bytes_sent", "Gossip bytes sent, HTTP headers included", s.bytes_sent),
-            ("sd_gossip_bytes_received", "Gossip bytes received, HTTP headers included", s.bytes_received),
+            ("sd_gossip_bytes_sent", "Gossip bytes sent, as initiator and responder, HTTP headers included",
+             s.bytes_sent),
+            ("sd_gossip_bytes_received", "Gossip bytes received, as initiator and responder, HTTP headers included",
+             s.bytes_received),
             ("sd_gossip_merges_applied", "Entries changed by merging gossip", s.merges_applied),
         ]
         for name, doc, value in counters:

@@ -1,5 +1,7 @@
 """The gossip protocol, pure: entries, versions, merge, leases, digests, deltas, peer choice.
 
+This docstring is the one overview of the algorithm; other modules refer to it.
+
 Algorithm in brief
 ------------------
 * Every registered instance is an :class:`Entry` keyed by its address. Each write
@@ -28,7 +30,23 @@ Algorithm in brief
   answers with its digest ``{address: (version, origin)}`` of the buckets that differ;
   a converged pair stops here, having sent O(B) bytes instead of O(N). Otherwise the
   initiator pushes what the receiver lacks or holds older and names what it wants,
-  and the receiver answers with those entries (scuttlebutt-style deltas).
+  and the receiver answers with those entries (scuttlebutt-style deltas)::
+
+      initiator                                responder
+      Summary {buckets: xor per bucket}   ──▶  compare with its own buckets
+                                          ◀──  SummaryReply {differing buckets, their digest}
+      Push {entries, want}                ──▶  merge entries     (only when buckets differ)
+                                          ◀──  PushReply {entries wanted}
+
+* Every round a node renews its own entry (app ``NODE_APP``), drops what is gone, and
+  exchanges with ``fanout`` peers chosen uniformly among the live node entries it holds
+  (``select_peers``); seeds are retried while unreachable.
+
+Where each part lives: this module holds the data and its rules (entries, merge,
+leases, buckets, peer choice); ``wire`` the messages, their versioned JSON encoding
+and validation; ``handshake`` both sides of one exchange as pure steps; ``snapshot``
+a store's immutable state and its indexes; ``store`` durable writes; ``gossip`` the
+node that runs rounds over a ``transport``.
 
 Everything here takes the time (``now``) and randomness (``rng``) as parameters and
 does no I/O.
@@ -71,7 +89,7 @@ def is_hostport(value: object) -> bool:
     ok = _hostport_memo.get(value)
     if ok is None:
         m = _HOSTPORT.fullmatch(value)
-        ok = bool(m) and 0 < int(m.group(1)) < 65536
+        ok = m is not None and 0 < int(m.group(1)) < 65536
         _remember(_hostport_memo, value, ok)
     return ok
 
@@ -138,77 +156,6 @@ class Entry:
             return EXPIRED
         return GONE
 
-    def to_wire(self, now: float) -> list:
-        """Encode for a gossip message: a compact list, age instead of a local time."""
-        age = now - self.renewed_at
-        return [
-            self.address,
-            self.app_name,
-            self.last_update,
-            self.version,
-            self.origin,
-            1 if self.deleted else 0,
-            round(age if age > 0.0 else 0.0, 3),  # = age(now): max(0.0, age)
-        ]
-
-    @classmethod
-    def from_wire(cls, item: Sequence, now: float) -> Entry:
-        """Decode a gossip list; raise ValueError when it is malformed."""
-        if not isinstance(item, (list, tuple)) or len(item) != 7:
-            raise ValueError("entry must be a list of 7 fields")
-        address, app_name, last_update, version, origin, deleted, age = item
-        if not (is_hostport(address) and is_hostport(origin)):
-            raise ValueError("address and origin must be host:port")
-        if not isinstance(app_name, str) or len(app_name) > 255:
-            raise ValueError("app_name must be a string of at most 255 characters")
-        # ``type(x) is int`` first: the common case, without the two isinstance calls.
-        if not (type(version) is int or _is_int(version)) or not 1 <= version <= MAX_INT:
-            raise ValueError(f"version must be an integer in 1..{MAX_INT}")
-        if not (type(last_update) is int or _is_int(last_update)) or not 0 <= last_update <= MAX_INT:
-            raise ValueError(f"last_update must be an integer in 0..{MAX_INT}")
-        if not (type(age) is float or _is_number(age)) or not 0 <= age < 1e12 or deleted not in (0, 1):
-            raise ValueError("age or deleted has the wrong type")
-        build = _build_entry if cls is Entry else cls
-        return build(address, app_name, int(last_update), int(version), origin, bool(deleted), now - float(age))
-
-
-_SET_ADDRESS, _SET_APP, _SET_LAST, _SET_VERSION, _SET_ORIGIN, _SET_DELETED, _SET_RENEWED = (
-    getattr(Entry, name).__set__ for name in Entry.__slots__
-)
-
-
-def _build_entry(
-    address: str, app_name: str, last_update: int, version: int, origin: str, deleted: bool, renewed_at: float
-) -> Entry:
-    """Return ``Entry(...)`` of these fields in half the time: a frozen dataclass's
-    __init__ sets each slot through ``object.__setattr__``; this sets the slots directly."""
-    e = object.__new__(Entry)
-    _SET_ADDRESS(e, address)
-    _SET_APP(e, app_name)
-    _SET_LAST(e, last_update)
-    _SET_VERSION(e, version)
-    _SET_ORIGIN(e, origin)
-    _SET_DELETED(e, deleted)
-    _SET_RENEWED(e, renewed_at)
-    return e
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def newer(a: Entry | None, b: Entry | None) -> Entry | None:
-    """Return whichever of two versions of one address wins (the larger stamp)."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return b if b.stamp > a.stamp else a
-
 
 def merge(local: Mapping[str, Entry], remote: Iterable[Entry]) -> dict[str, Entry]:
     """Return the entries of ``remote`` that beat ``local`` (what a merge must write)."""
@@ -244,9 +191,9 @@ def is_live(entry: Entry, now: float, lease: Lease) -> bool:
     return entry.status(now, lease) != GONE
 
 
-def digest(entries: Iterable[Entry]) -> dict[str, Stamp]:
-    """Return the gossip digest: address -> stamp of every entry held."""
-    return {e.address: e.stamp for e in entries}
+def news(local_live: Mapping[str, Entry], incoming: Iterable[Entry], now: float, lease: Lease) -> dict[str, Entry]:
+    """Return the entries of ``incoming`` still live at ``now`` that beat ``local_live`` (what a merge writes)."""
+    return merge(local_live, [e for e in incoming if is_live(e, now, lease)])
 
 
 def delta(
@@ -257,9 +204,9 @@ def delta(
     Return (entries the peer lacks or holds older, addresses the peer holds newer).
     """
     send = []
-    get = remote_digest.get
+    theirs_of = remote_digest.get
     for a, e in local.items():
-        theirs = get(a)
+        theirs = theirs_of(a)
         if theirs is None:
             send.append(e)
         else:  # (e.version, e.origin) > theirs, inlined: this loop runs over whole states
@@ -267,9 +214,9 @@ def delta(
             if e.version > v or (e.version == v and e.origin > theirs[1]):
                 send.append(e)
     want = []
-    get = local.get
+    mine_of = local.get
     for a, s in remote_digest.items():
-        mine = get(a)
+        mine = mine_of(a)
         if mine is None:
             want.append(a)
         else:

@@ -7,9 +7,8 @@ import unicodedata
 from flask import Blueprint, abort, jsonify, request
 
 from . import protocol
-from .app import get_node, read_json
-from .config import is_hostport
-from .protocol import Entry
+from .protocol import Entry, is_hostport
+from .web import get_node, read_json
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
 # The design note also spells the registration path /register/register_instance.
@@ -97,22 +96,17 @@ def register_instance():
     body = json_body()
     address, app_name, last_update = field_address(body), field_app_name(body), field_last_update(body)
     node = get_node()
-    known = node.store.get(address, node.clock.now())
-    entry = node.register(address, app_name, last_update)
-    view = {"address": address, **entry_view(entry, node.clock.now())}
-    return jsonify(view), 200 if known is not None and not known.deleted else 201
+    written = node.register(address, app_name, last_update)
+    view = {"address": address, **entry_view(written.entry, node.clock.now())}
+    return jsonify(view), 201 if written.created else 200
 
 
 @bp.post("/deregister_instance")
 def deregister_instance():
     """Remove an instance everywhere (a tombstone that gossip spreads)."""
     address = field_address(json_body())
-    node = get_node()
-    known = node.store.get(address, node.clock.now())
-    entry = node.deregister(address)
-    return jsonify(
-        address=address, deregistered=True, known=known is not None and not known.deleted, version=entry.version
-    )
+    written = get_node().deregister(address)
+    return jsonify(address=address, deregistered=True, known=not written.created, version=written.entry.version)
 
 
 @bp.get("/perform_update")

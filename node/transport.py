@@ -1,23 +1,38 @@
 """How gossip messages travel: HTTP between real nodes, an in-memory network in tests.
 
-Both transports serialize every message to JSON bytes and count them, so the in-memory
-network exercises the same encoding and byte accounting as the real one.
+A transport carries one JSON object to a peer and brings its reply back; at the other
+end it hands the object to the peer's ``Endpoint`` (a ``gossip.Node``). Both
+transports serialize every message to JSON bytes, and both report the bytes each
+message took, to the sender in its ``Reply`` and to the receiver through
+``Endpoint.served``: over HTTP the request or response as written on the socket
+(start line, headers, body), in memory the encoded body. The node counts them.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Protocol
 
-Handler = Callable[[dict], dict]
+from .wire import dumps
+
+log = logging.getLogger(__name__)
 
 GOSSIP_PATH = "/gossip"
+
+SERVER_IDENT = "sd-node"
+"""What the node's HTTP server (waitress, see ``__main__``) names itself in ``Server``."""
+
+SERVER_ADDED_BYTES = len(f"Server: {SERVER_IDENT}\r\n") + len("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n")
+"""Bytes of the headers waitress adds to every response after the application's own:
+``Server`` and ``Date`` (an IMF-fixdate, always 29 characters)."""
 
 
 class TransportError(Exception):
@@ -26,7 +41,7 @@ class TransportError(Exception):
 
 @dataclass(frozen=True)
 class Reply:
-    """A peer's answer with the bytes that crossed the wire each way (headers included)."""
+    """A peer's answer with the bytes that crossed the wire each way (HTTP headers included)."""
 
     body: dict
     sent: int
@@ -41,9 +56,29 @@ class Transport(Protocol):
         ...
 
 
-def encode(message: dict) -> bytes:
-    """Serialize a message compactly."""
-    return json.dumps(message, separators=(",", ":")).encode()
+class Endpoint(Protocol):
+    """What a transport serves at a node's address."""
+
+    def handle(self, message: dict) -> dict:
+        """Answer one message; raise ValueError (ProtocolError) when it is malformed."""
+        ...
+
+    def served(self, received: int, sent: int) -> None:
+        """Take note of the bytes one answered message took each way."""
+        ...
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+class _CountingConnection(http.client.HTTPConnection):
+    """An HTTPConnection that counts the bytes it writes: request line, headers and body."""
+
+    written = 0
+
+    def send(self, data) -> None:
+        self.written += len(data)
+        super().send(data)
 
 
 class HttpTransport:
@@ -55,11 +90,11 @@ class HttpTransport:
     """
 
     def __init__(self, max_idle: int = 128) -> None:
-        self._idle: OrderedDict[str, http.client.HTTPConnection] = OrderedDict()
+        self._idle: OrderedDict[str, _CountingConnection] = OrderedDict()
         self._lock = threading.Lock()
         self.max_idle = max_idle
 
-    def _take(self, peer: str, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self, peer: str, timeout: float) -> tuple[_CountingConnection, bool]:
         with self._lock:
             conn = self._idle.pop(peer, None)
         if conn is not None:
@@ -68,9 +103,9 @@ class HttpTransport:
                 conn.sock.settimeout(timeout)
             return conn, True
         host, _, port = peer.rpartition(":")
-        return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout), False
+        return _CountingConnection(host.strip("[]"), int(port), timeout=timeout), False
 
-    def _give_back(self, peer: str, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, peer: str, conn: _CountingConnection) -> None:
         with self._lock:
             old = self._idle.pop(peer, None)
             self._idle[peer] = conn
@@ -80,10 +115,11 @@ class HttpTransport:
                 c.close()
 
     def send(self, peer: str, message: dict, timeout: float) -> Reply:
-        body = encode(message)
+        body = dumps(message)
         headers = {"Content-Type": "application/json"}
         for attempt in range(2):
             conn, reused = self._take(peer, timeout)
+            conn.written = 0
             try:
                 conn.request("POST", GOSSIP_PATH, body, headers)
                 resp = conn.getresponse()
@@ -100,15 +136,14 @@ class HttpTransport:
             conn.close()
         else:
             self._give_back(peer, conn)
-        # Request line + Host, Accept-Encoding, Content-Length, Content-Type; status line + headers.
-        sent = len(body) + len(f"POST {GOSSIP_PATH} HTTP/1.1\r\n") + len(peer) + 8 + 26 + 18 + 32 + 2
-        received = len(data) + len(f"HTTP/1.1 {resp.status} {resp.reason}\r\n") + _header_bytes(resp.headers)
         if resp.status != 200:
             raise TransportError(f"{peer}: HTTP {resp.status}: {data[:200]!r}")
         try:
-            return Reply(json.loads(data), sent, received)
+            reply = json.loads(data)
         except ValueError:
             raise TransportError(f"{peer}: reply is not JSON") from None
+        status_line = f"HTTP/1.1 {resp.status} {resp.reason}"
+        return Reply(reply, conn.written, _message_bytes(status_line, resp.headers.items(), len(data)))
 
     def close(self) -> None:
         """Close every idle connection."""
@@ -118,8 +153,74 @@ class HttpTransport:
             c.close()
 
 
-def _header_bytes(headers: Iterable) -> int:
-    return sum(len(k) + len(v) + 4 for k, v in headers.items()) + 2
+def _message_bytes(start_line: str, headers: Iterable[tuple[str, str]], body: int) -> int:
+    """Return the size of an HTTP/1.1 message: start line, ``Name: value`` lines, blank line, body."""
+    return len(start_line) + 2 + sum(len(k) + len(v) + 4 for k, v in headers) + 2 + body
+
+
+def _request_bytes(environ: dict, body: int) -> int:
+    """Return the size of the HTTP request a WSGI ``environ`` describes, as it was received."""
+    target = environ.get("REQUEST_URI") or environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+    start = f"{environ.get('REQUEST_METHOD', '')} {target} {environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}"
+    # Headers are environ keys HTTP_<NAME> (same length as the name plus 5), except two.
+    n = sum(len(k) - 5 + len(v) + 4 for k, v in environ.items() if k.startswith("HTTP_"))
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # Content-Type, Content-Length: same lengths
+        value = environ.get(key)
+        if value:
+            n += len(key) + len(value) + 4
+    return len(start) + 2 + n + 2 + body
+
+
+class GossipEndpoint:
+    """WSGI middleware serving ``POST /gossip`` ahead of the app; everything else passes through.
+
+    The HTTP server half of the transport: it hands each message to ``endpoint`` and
+    reports the bytes of the request and response (those waitress adds included, see
+    ``SERVER_ADDED_BYTES``). Gossip is the hot path between nodes (fanout x rounds per
+    second on every node), so it skips the web framework; errors keep the API's JSON shape.
+    """
+
+    def __init__(self, app, endpoint: Endpoint, max_body: int) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.max_body = max_body
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != GOSSIP_PATH:
+            return self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _error(start_response, 405, "method_not_allowed", "gossip takes POST")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(start_response, 400, "bad_request", "bad Content-Length")
+        if length > self.max_body:
+            return _error(start_response, 413, "request_entity_too_large", "gossip message too large")
+        body = environ["wsgi.input"].read(length)
+        try:
+            reply = self.endpoint.handle(json.loads(body))
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and ProtocolError are ValueErrors
+            return _error(start_response, 400, "bad_request", f"bad gossip message: {exc}")
+        except Exception as exc:  # noqa: BLE001 - answer 500 as JSON, log, keep serving
+            log.exception("gossip handler failed")
+            return _error(start_response, 500, "internal_error", f"{type(exc).__name__}: {exc}")
+        data = dumps(reply)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        start_response("200 OK", headers)
+        protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        sent = _message_bytes(f"{protocol} 200 OK", headers, len(data)) + SERVER_ADDED_BYTES
+        self.endpoint.served(_request_bytes(environ, len(body)), sent)
+        return [data]
+
+
+def _error(start_response, status: int, error: str, message: str):
+    data = dumps({"error": error, "message": message})
+    start_response(f"{status} {HTTPStatus(status).phrase}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+# -- in memory -----------------------------------------------------------------------------------
 
 
 class InMemoryNetwork:
@@ -135,18 +236,16 @@ class InMemoryNetwork:
 
     def __init__(self, rng: random.Random | None = None, *, copy: bool = True) -> None:
         self.copy = copy
-        self._handlers: dict[str, Handler] = {}
+        self._endpoints: dict[str, Endpoint] = {}
         self._cut: set[tuple[str, str]] = set()
         self._down: set[str] = set()
         self._loss = 0.0
         self._rng = rng or random.Random(0)
         self._lock = threading.Lock()
-        self.messages = 0
-        self.bytes = 0
 
-    def attach(self, address: str, handler: Handler) -> InMemoryTransport:
-        """Serve ``handler`` at ``address``; return the transport that node sends with."""
-        self._handlers[address] = handler
+    def attach(self, address: str, endpoint: Endpoint) -> InMemoryTransport:
+        """Serve ``endpoint`` at ``address``; return the transport that node sends with."""
+        self._endpoints[address] = endpoint
         return InMemoryTransport(self, address)
 
     def cut(self, src: str, dst: str) -> None:
@@ -179,19 +278,17 @@ class InMemoryNetwork:
         """Carry one request/response; raise TransportError when it cannot pass."""
         if (src, dst) in self._cut or dst in self._down or src in self._down:
             raise TransportError(f"{dst}: unreachable from {src}")
-        handler = self._handlers.get(dst)
-        if handler is None:
+        endpoint = self._endpoints.get(dst)
+        if endpoint is None:
             raise TransportError(f"{dst}: no such node")
         with self._lock:
             lost = self._loss and self._rng.random() < self._loss
         if lost:
             raise TransportError(f"{dst}: message lost")
-        body = encode(message)
-        answer = handler(json.loads(body) if self.copy else message)
-        reply = encode(answer)
-        with self._lock:
-            self.messages += 2
-            self.bytes += len(body) + len(reply)
+        body = dumps(message)
+        answer = endpoint.handle(json.loads(body) if self.copy else message)
+        reply = dumps(answer)
+        endpoint.served(len(body), len(reply))
         return Reply(json.loads(reply) if self.copy else answer, len(body), len(reply))
 
 

@@ -39,13 +39,8 @@ def make_node(tmp_path, clock, net):
         config = dataclasses.replace(
             TEST, port=int(port), advertise=address, db=str(tmp_path / f"{host}-{port}.db"), **overrides
         ).validate()
-        node = build_node(
-            config,
-            clock=clock,
-            transport=net.attach(address, lambda message: node.handle(message)),
-            rng=random.Random(0),
-            parallel=False,
-        )
+        node = build_node(config, clock=clock, transport=None, rng=random.Random(0), parallel=False)
+        node.transport = net.attach(address, node)
         made.append(node)
         return node
 

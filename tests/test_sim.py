@@ -165,7 +165,45 @@ def test_sim_network_without_copies_counts_and_behaves_as_the_copying_one(monkey
         s, t = shared.node(x).stats, copying.node(x).stats
         assert (s.bytes_sent, s.bytes_received, s.exchanges_ok, s.exchanges_failed, s.merges_applied) == (
             t.bytes_sent, t.bytes_received, t.exchanges_ok, t.exchanges_failed, t.merges_applied)
-    assert shared.network.bytes == copying.network.bytes
+
+
+def test_bytes_are_counted_once_on_each_side_of_every_message():
+    c = SimCluster(6, seed=9)
+    c.step(5)
+    c.register("n3", "10.0.0.8:80", "a")
+    c.step(3)
+    stats = [c.node(x).stats for x in c.nodes]
+    sent, received = sum(s.bytes_sent for s in stats), sum(s.bytes_received for s in stats)
+    assert sent == received > 0  # every byte one node sent, another received
+    # The initiators' own view of their exchanges is half of it: requests out, replies in.
+    exchanged = sum(x.bytes_sent + x.bytes_received for x in c.node("n1").run_round())
+    assert exchanged > 0
+    assert sum(s.bytes_sent for s in stats) == sent + exchanged
+
+
+def test_a_paused_node_neither_gossips_nor_answers_and_resumes_where_it_was():
+    c = SimCluster(4, seed=10)
+    c.wait_converged(timeout=2)
+    c.pause("n4")
+    frozen = c.node("n4").store.snapshot()
+    rounds = c.node("n4").stats.rounds
+    c.register("n1", "10.0.0.6:80", "while-paused")
+    c.step(5)
+
+    assert c.node("n4").store.snapshot() is frozen and c.node("n4").stats.rounds == rounds
+    assert "10.0.0.6:80" not in c.node("n4").listing()
+    assert sum(c.node(x).stats.exchanges_failed for x in ["n1", "n2", "n3"]) > 0  # it did not answer
+    assert c.holders("10.0.0.6:80") == ["n1", "n2", "n3"]
+
+    c.unpause("n4")
+    c.wait_converged(timeout=2, expect_present=["10.0.0.6:80"])
+    assert c.node("n4").stats.rounds > rounds
+
+
+def test_the_simulator_offers_every_operation_of_the_cluster_contract():
+    from harness.contract import ClusterLike
+
+    assert isinstance(SimCluster(2), ClusterLike)
 
 
 @pytest.mark.parametrize("enabled", [True, False])

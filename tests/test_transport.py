@@ -37,7 +37,7 @@ class Memory:
         address = f"{name}:5000"
         config = dataclasses.replace(TEST, port=5000, advertise=address, db=str(self.tmp_path / f"{name}.db"))
         node = build_node(config, clock=self.clock, transport=None, parallel=False)
-        node.transport = self.net.attach(address, node.handle)
+        node.transport = self.net.attach(address, node)
         return node
 
     def unreachable(self) -> str:

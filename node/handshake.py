@@ -1,0 +1,98 @@
+"""Both sides of one push-pull exchange as pure steps: no transport, no clock, no writes.
+
+The initiator is a small object that turns replies into its next message; the
+responder is one function of (snapshot, request, now). Entries either side should
+merge are returned, not applied, so the caller (``gossip.Node``, a simulator or a
+test) decides where they go. The exchange itself is described in ``protocol``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from . import protocol
+from .protocol import Entry, Lease
+from .snapshot import Snapshot
+from .wire import ProtocolError, Push, PushReply, Request, Summary, SummaryReply
+
+
+class Initiator:
+    """The initiator's side of one exchange, offering one snapshot.
+
+    ``start()`` gives the Summary; ``on_summary_reply`` the Push, or None when the
+    exchange is over; ``on_push_reply`` the entries to merge.
+    """
+
+    def __init__(self, me: str, snap: Snapshot, lease: Lease) -> None:
+        self.me = me
+        self.snap = snap
+        self.lease = lease
+        self.buckets = protocol.bucket_count(len(snap.entries))
+
+    def start(self) -> Summary:
+        """Return the first message: the snapshot's bucket hashes."""
+        return Summary(self.me, self.snap.summary_hex(self.buckets))
+
+    def on_summary_reply(self, reply: SummaryReply, now: float) -> Push | None:
+        """Return what to push and ask for, given the peer's digest of the differing buckets."""
+        nb = self.buckets
+        if any(i >= nb for i in reply.buckets):
+            raise ProtocolError(f"buckets must be indexes below {nb}")
+        if not reply.buckets:
+            return None
+        snap = self.snap
+        mine = snap.in_buckets(snap.live(now, self.lease), nb, set(reply.buckets))
+        send, want = protocol.delta(mine, reply.digest)
+        if not send and not want:
+            return None
+        return Push(self.me, send, want)
+
+    def on_push_reply(self, reply: PushReply) -> Sequence[Entry]:
+        """Return the entries the peer sent back, for the caller to merge."""
+        return reply.entries
+
+
+def respond(
+    snap: Snapshot, request: Request, now: float, lease: Lease
+) -> tuple[SummaryReply | PushReply, list[Entry]]:
+    """Answer one request from ``snap`` at ``now``; return (reply, entries to merge).
+
+    The reply's ``applied`` counts the pushed entries that beat ``snap``; merging the
+    returned entries into the store may find fewer if it moved on meanwhile.
+    """
+    if type(request) is Summary:
+        return answer_summary(snap, request, now, lease), []
+    if type(request) is Push:
+        return answer_push(snap, request, now, lease)
+    raise TypeError(f"not a request: {request!r}")
+
+
+def answer_summary(snap: Snapshot, summary: Summary, now: float, lease: Lease) -> SummaryReply:
+    """Return the buckets in which ``snap`` differs from ``summary`` and the digest of them."""
+    nb = len(summary.buckets)
+    # A converged pair, in our own spelling: equal without parsing a hash.
+    if summary.buckets == snap.cached_summary_hex(nb):
+        return SummaryReply([], {})
+    try:
+        theirs = [int(h, 16) for h in summary.buckets]
+    except (TypeError, ValueError):
+        raise ProtocolError("buckets must be hex strings") from None
+    differing = [i for i, h in enumerate(snap.summary(nb)) if h != theirs[i]]
+    if not differing:
+        return SummaryReply([], {})
+    mine = snap.in_buckets(snap.live(now, lease), nb, set(differing))
+    return SummaryReply(differing, {a: (e.version, e.origin) for a, e in mine.items()})
+
+
+def answer_push(snap: Snapshot, push: Push, now: float, lease: Lease) -> tuple[PushReply, list[Entry]]:
+    """Return the answer to ``push`` (the entries it wants) and the pushed entries that beat ``snap``."""
+    news = list(protocol.news(snap.live(now, lease), push.entries, now, lease).values())
+    return PushReply(len(news), wanted(snap, push.want, now, lease)), news
+
+
+def wanted(snap: Snapshot, want: Sequence[str], now: float, lease: Lease) -> list[Entry]:
+    """Return the live entries of ``snap`` among the addresses ``want`` names."""
+    if not want:
+        return []
+    live = snap.live(now, lease)
+    return [live[a] for a in want if a in live]
