@@ -18,8 +18,8 @@ loss) combination; every trial starts once each node knows every other node. One
 nemesis (``nemesis.py``) applies and undoes the fault on either backend.
 
 Byte counts: Docker counts every gossip byte once, by its sender, HTTP headers included
-(``sd_gossip_bytes_sent_total``); the sim counts request and reply bodies once, at the
-initiator, without HTTP overhead. ``bytes_per_node_s`` = bytes / N / seconds.
+(``sd_gossip_bytes_sent_total``); the sim sums the same counter of its nodes, which count
+encoded bodies, without HTTP overhead. ``bytes_per_node_s`` = bytes / N / seconds.
 
 Modules: ``model`` (Sweep, Trial, CSV columns), ``nemesis`` (the fault plan), ``sim`` and
 ``engine`` (the two backends), ``summary``, ``output`` (files and tables), ``runner``.

@@ -62,12 +62,12 @@ class SimBackend:
             self.cluster.loss(self.loss)
 
     def _counters(self) -> tuple[int, int]:
-        """(exchanges, bytes) so far, summed over nodes; the initiator counts both directions."""
+        """(exchanges, bytes) so far, summed over nodes; each byte counted once, by its sender."""
         ex = by = 0
         for x in self.cluster.nodes:
             s = self.cluster.node(x).stats
             ex += s.exchanges_ok + s.exchanges_failed
-            by += s.bytes_sent + s.bytes_received
+            by += s.bytes_sent
         return ex, by
 
     def rest(self) -> float:
