@@ -64,9 +64,16 @@ class Stats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
+        """Add to several counters at once."""
         with self.lock:
             for k, v in deltas.items():
                 setattr(self, k, getattr(self, k) + v)
+
+    def add_bytes(self, sent: int, received: int) -> None:
+        """Add one message's bytes (the cheap form of ``add``, run for every message answered)."""
+        with self.lock:
+            self.bytes_sent += sent
+            self.bytes_received += received
 
 
 class Node:
@@ -206,7 +213,7 @@ class Node:
 
     def served(self, received: int, sent: int) -> None:
         """Count the bytes of one message answered (the transport measures them)."""
-        self.stats.add(bytes_received=received, bytes_sent=sent)
+        self.stats.add_bytes(sent, received)
 
     # -- background loop ------------------------------------------------------------------
 

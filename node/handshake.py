@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from . import protocol
 from .protocol import Entry, Lease
 from .snapshot import Snapshot
-from .wire import ProtocolError, Push, PushReply, Request, Summary, SummaryReply
+from .wire import CONVERGED, ProtocolError, Push, PushReply, Request, Summary, SummaryReply
 
 
 class Initiator:
@@ -35,11 +35,11 @@ class Initiator:
 
     def on_summary_reply(self, reply: SummaryReply, now: float) -> Push | None:
         """Return what to push and ask for, given the peer's digest of the differing buckets."""
+        if not reply.buckets:
+            return None
         nb = self.buckets
         if any(i >= nb for i in reply.buckets):
             raise ProtocolError(f"buckets must be indexes below {nb}")
-        if not reply.buckets:
-            return None
         snap = self.snap
         mine = snap.in_buckets(snap.live(now, self.lease), nb, set(reply.buckets))
         send, want = protocol.delta(mine, reply.digest)
@@ -72,14 +72,14 @@ def answer_summary(snap: Snapshot, summary: Summary, now: float, lease: Lease) -
     nb = len(summary.buckets)
     # A converged pair, in our own spelling: equal without parsing a hash.
     if summary.buckets == snap.cached_summary_hex(nb):
-        return SummaryReply([], {})
+        return CONVERGED
     try:
         theirs = [int(h, 16) for h in summary.buckets]
     except (TypeError, ValueError):
         raise ProtocolError("buckets must be hex strings") from None
     differing = [i for i, h in enumerate(snap.summary(nb)) if h != theirs[i]]
     if not differing:
-        return SummaryReply([], {})
+        return CONVERGED
     mine = snap.in_buckets(snap.live(now, lease), nb, set(differing))
     return SummaryReply(differing, {a: (e.version, e.origin) for a, e in mine.items()})
 

@@ -75,6 +75,9 @@ class PushReply:
     entries: Sequence[Entry]
 
 
+CONVERGED = SummaryReply((), {})
+"""The answer of a responder whose buckets all match: the exchange ends (read-only)."""
+
 Request = Summary | Push
 Message = Summary | SummaryReply | Push | PushReply
 
@@ -153,7 +156,7 @@ def decode_summary_reply(data: object) -> SummaryReply:
     if not isinstance(buckets, list) or not all(type(i) is int and i >= 0 for i in buckets):
         raise ProtocolError("buckets must be a list of bucket indexes")
     if not buckets:
-        return SummaryReply(buckets, {})
+        return CONVERGED
     return SummaryReply(buckets, decode_digest(data.get("digest")))
 
 

@@ -84,7 +84,7 @@ def test_a_converged_pair_stops_after_the_summary(pair):
     assert exchange_by_hand(a, b, T0 + 1) == ["Summary", "SummaryReply"]
     assert exchange_by_hand(b, a, T0 + 1) == ["Summary", "SummaryReply"]
     reply, news = respond(b.snapshot(), Initiator(A, a.snapshot(), LEASE).start(), T0 + 1, LEASE)
-    assert reply == SummaryReply([], {}) and news == []
+    assert reply == wire.CONVERGED and news == []
 
 
 def test_one_new_entry_costs_only_its_bucket(pair):
