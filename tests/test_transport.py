@@ -1,7 +1,8 @@
 """One contract, two transports: the in-memory network and HTTP between real servers.
 
 Every test runs against both, so the in-memory network used by the simulation and the
-unit tests behaves like the wire: same messages, same failures, bytes counted.
+unit tests behaves like the wire: same messages, same failures, bytes counted. The HTTP
+nodes run on waitress, the server ``python -m node`` uses.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import socket
 import threading
 
 import pytest
-from werkzeug.serving import make_server
+import waitress
 
 from node.app import build_node, create_app
 from node.clock import FakeClock
 from node.config import TEST
-from node.transport import HttpTransport, InMemoryNetwork, TransportError
+from node.transport import SERVER_IDENT, HttpTransport, InMemoryNetwork, TransportError
 
 
 def free_port() -> int:
@@ -48,29 +49,39 @@ class Memory:
 
 
 class Http:
-    """Nodes served over HTTP on 127.0.0.1 (werkzeug, which stops cleanly between tests)."""
+    """Nodes served over HTTP on 127.0.0.1 by waitress, as ``python -m node`` serves them."""
 
     def __init__(self, tmp_path, clock):
         self.tmp_path, self.clock = tmp_path, clock
-        self.servers = []
+        self.nodes, self.servers, self.threads = [], [], []
 
     def node(self, name: str):
         port = free_port()
         config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}",
                                      db=str(self.tmp_path / f"{name}.db"), timeout=1.0)
         node = build_node(config, clock=self.clock, transport=HttpTransport(), parallel=False)
-        server = make_server("127.0.0.1", port, create_app(node=node), threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server = waitress.create_server(create_app(node=node), host="127.0.0.1", port=port, threads=2,
+                                        ident=SERVER_IDENT)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        self.nodes.append(node)
         self.servers.append(server)
+        self.threads.append(thread)
         return node
 
     def unreachable(self) -> str:
         return f"127.0.0.1:{free_port()}"  # nothing listens there
 
     def close(self):
-        for s in self.servers:
-            s.shutdown()
-            s.server_close()
+        for n in self.nodes:  # kept-alive connections first, so the servers' loops run dry
+            n.transport.close()
+        for s in self.servers:  # closed by its own loop: closing from here races its select()
+            s.trigger.pull_trigger(s.close)
+        for s, t in zip(self.servers, self.threads, strict=True):
+            t.join(5)
+            s.task_dispatcher.shutdown()
+        for n in self.nodes:
+            n.store.close()
 
 
 @pytest.fixture(params=[Memory, Http], ids=["memory", "http"])
@@ -131,3 +142,17 @@ def test_lease_age_survives_the_wire(world):
     assert a.exchange(b.address).ok
     entry = b.store.get("10.0.0.9:80", b.clock.now())
     assert entry.age(b.clock.now()) == pytest.approx(4.0, abs=0.01)
+
+
+def test_both_sides_count_the_same_bytes_once(world):
+    a, b = world.node("a"), world.node("b")
+    for i in range(30):
+        a.register(f"10.0.2.{i}:80", "bulk")
+    b.register("10.0.3.1:80", "on-b")
+
+    results = [a.exchange(b.address) for _ in range(3)]  # the first moves entries, the others are at rest
+
+    assert all(r.ok for r in results)
+    assert a.stats.bytes_sent == sum(r.bytes_sent for r in results) == b.stats.bytes_received
+    assert a.stats.bytes_received == sum(r.bytes_received for r in results) == b.stats.bytes_sent
+    assert results[1].bytes_sent == results[2].bytes_sent < results[0].bytes_sent
