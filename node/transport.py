@@ -161,14 +161,22 @@ def _message_bytes(start_line: str, headers: Iterable[tuple[str, str]], body: in
 def _request_bytes(environ: dict, body: int) -> int:
     """Return the size of the HTTP request a WSGI ``environ`` describes, as it was received."""
     target = environ.get("REQUEST_URI") or environ.get("RAW_URI") or environ.get("PATH_INFO", "")
-    start = f"{environ.get('REQUEST_METHOD', '')} {target} {environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}"
-    # Headers are environ keys HTTP_<NAME> (same length as the name plus 5), except two.
-    n = sum(len(k) - 5 + len(v) + 4 for k, v in environ.items() if k.startswith("HTTP_"))
-    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # Content-Type, Content-Length: same lengths
+    # "METHOD target HTTP/1.1\r\n", the headers, "\r\n", the body.
+    n = len(environ.get("REQUEST_METHOD", "")) + len(target) + len(environ.get("SERVER_PROTOCOL", "HTTP/1.1")) + 6
+    # A header "Name: value\r\n" is the environ key HTTP_<NAME>, 5 longer than the name,
+    # except Content-Type and Content-Length: CONTENT_TYPE and CONTENT_LENGTH, as long.
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            n += len(key) + len(value) - 1
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         value = environ.get(key)
         if value:
             n += len(key) + len(value) + 4
-    return len(start) + 2 + n + 2 + body
+    return n + body
+
+
+_REPLY_HEAD = len("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \r\n\r\n") + SERVER_ADDED_BYTES
+"""Bytes of a gossip reply's head, but for the digits of its Content-Length (HTTP/1.0 is as long)."""
 
 
 class GossipEndpoint:
@@ -205,11 +213,9 @@ class GossipEndpoint:
             log.exception("gossip handler failed")
             return _error(start_response, 500, "internal_error", f"{type(exc).__name__}: {exc}")
         data = dumps(reply)
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-        start_response("200 OK", headers)
-        protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
-        sent = _message_bytes(f"{protocol} 200 OK", headers, len(data)) + SERVER_ADDED_BYTES
-        self.endpoint.served(_request_bytes(environ, len(body)), sent)
+        length = str(len(data))
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", length)])
+        self.endpoint.served(_request_bytes(environ, len(body)), _REPLY_HEAD + len(length) + len(data))
         return [data]
 
 
