@@ -213,9 +213,9 @@ class GossipEndpoint:
             log.exception("gossip handler failed")
             return _error(start_response, 500, "internal_error", f"{type(exc).__name__}: {exc}")
         data = dumps(reply)
-        length = str(len(data))
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", length)])
-        self.endpoint.served(_request_bytes(environ, len(body)), _REPLY_HEAD + len(length) + len(data))
+        size = str(len(data))
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", size)])
+        self.endpoint.served(_request_bytes(environ, len(body)), _REPLY_HEAD + len(size) + len(data))
         return [data]
 
 
