@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import socket
 import threading
 
 import pytest
 import waitress
 
+from harness.localnode import free_port
 from node.app import build_node, create_app
 from node.clock import FakeClock
 from node.config import TEST
 from node.transport import SERVER_IDENT, HttpTransport, InMemoryNetwork, TransportError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Memory:

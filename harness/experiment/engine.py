@@ -13,11 +13,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from node.protocol import NODE_APP
+
 from ..errors import HarnessError
 from ..metrics import delta
+from ..topology import node_address
 from ..wait import wait_until
 from . import nemesis
-from .model import NODE_APP, Sweep, Trial, probe_address, round_of
+from .model import Sweep, Trial, probe_address, round_of
 
 ROUNDS = "sd_gossip_rounds_total"
 EXCHANGES = ("sd_gossip_exchanges_ok_total", "sd_gossip_exchanges_failed_total")
@@ -78,7 +81,7 @@ class DockerBackend:
 
     def _members_complete(self) -> tuple[bool, str]:
         """Whether every node lists every node as a healthy member; else who lacks how many."""
-        want = {f"n{k}:5000" for k in range(1, self.n + 1)}
+        want = {node_address(x) for x in self.cluster.nodes}
         views = self.cluster.views(self.cluster.nodes, path="/registry/entries")
         lacking = {x: "no answer" for x in self.cluster.nodes if x not in views}
         for x, v in views.items():

@@ -16,7 +16,6 @@ DOCKER_MAX_NODES = 40
 # Sim and Docker agree when their mean rounds differ by less than this share of the sim's.
 AGREEMENT = 0.25
 # app_name under which every node registers itself (membership = these entries).
-NODE_APP = "service-discovery"
 
 CSV_COLUMNS = (
     "backend", "mode", "n", "fanout", "interval", "loss", "fault", "repeat", "trial", "seed",

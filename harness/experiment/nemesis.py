@@ -1,32 +1,19 @@
 """The fault around each trial, planned once and applied the same way on every backend.
 
 ``plan`` draws the registering node and the fault's targets; ``Nemesis`` applies that plan
-through four ``harness.contract.ClusterLike`` operations (``partition``/``heal``,
-``kill``/``start``: the ``Faultable`` part of the contract), undoes it,
-and records the instant before and after each operation on the backend's own clock
-(virtual seconds in the simulator, wall-clock seconds in Docker).
+through ``harness.contract.ClusterLike`` operations (``partition``/``heal``,
+``kill``/``start``), undoes it, and records the instant before and after each operation
+on the backend's own clock (virtual seconds in the simulator, wall-clock seconds in Docker).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
+from ..contract import ClusterLike
 from ..topology import sort_nodes
-
-
-class Faultable(Protocol):
-    """The fault operations of ``ClusterLike`` a nemesis uses (Docker ``Cluster`` and ``SimCluster`` alike)."""
-
-    def partition(self, groups: Sequence[Iterable[str]]) -> Any: ...
-
-    def heal(self) -> None: ...
-
-    def kill(self, node: str) -> None: ...
-
-    def start(self, node: str) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +56,7 @@ class Nemesis:
     so a backend running with loss puts it back there.
     """
 
-    def __init__(self, cluster: Faultable, plan: Plan, clock: Callable[[], float],
+    def __init__(self, cluster: ClusterLike, plan: Plan, clock: Callable[[], float],
                  after_heal: Callable[[], None] = lambda: None) -> None:
         self.cluster, self.plan, self.clock, self.after_heal = cluster, plan, clock, after_heal
         self.events: list[tuple[str, float, dict]] = []  # (event, clock instant, details)
