@@ -11,6 +11,7 @@ import requests
 
 from harness.localnode import NodeProcess, cluster_of, stop_all
 from harness.metrics import parse
+from node.protocol import NODE_APP
 
 from .common import HOST, BenchError, Trial, wait_for
 
@@ -46,7 +47,7 @@ class OurCluster:
             try:
                 r = self.http.get(
                     f"http://{addr}/registry/list",
-                    params={"app_name": "service-discovery", "status": "healthy"},
+                    params={"app_name": NODE_APP, "status": "healthy"},
                     timeout=2,
                 )
                 return len(r.json())

@@ -101,6 +101,4 @@ def test_one_way_partition_carries_state_in_the_open_direction(docker_client, no
 
 
 def _failed_exchanges(c: Cluster, node: str) -> float:
-    text = requests.get(c.url(node) + "/metrics", timeout=2).text
-    line = next(x for x in text.splitlines() if x.startswith("sd_gossip_exchanges_failed_total"))
-    return float(line.split()[1])
+    return c.metrics([node])[node]["sd_gossip_exchanges_failed_total"]
