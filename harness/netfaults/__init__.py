@@ -2,8 +2,9 @@
 
 ``faults.NetworkFaults`` ties them to one cluster: snapshot, plan, apply, record.
 
-``plan`` is pure and imports nothing from Docker; ``probe`` builds the command lines
-of the ``sd-probe`` script shipped in the node image and parses its JSON.
+``plan`` and ``rules`` (the iptables rules and scripts it installs) are pure and
+import nothing from Docker; ``probe`` builds the command lines of the ``sd-probe``
+script shipped in the node image and parses its JSON.
 """
 
 from .execute import FaultExecutor

@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import topology
 from ..backends import Backend, Node
 from ..errors import FaultNotApplied, FaultNotSupported
 from ..timeline import Timeline
 from . import plan as plans
-from . import probe
+from . import probe, rules
 from .plan import FaultPlan, Link, Step
 
 # Parallel execs at most.
@@ -119,15 +118,15 @@ class FaultExecutor:
             pending = {link: want for link, want in pending.items() if want and not observed[link]}
             if not pending:
                 break
-        wrong = topology.reachability_mismatches(expected, observed)
+        wrong = rules.reachability_mismatches(expected, observed)
         if wrong:
             self.timeline.record("fault_not_applied", action=action, mismatches=wrong)
             raise FaultNotApplied(f"{action} did not take effect: " + "; ".join(wrong), "\n".join(wrong))
 
     def _check_loss(self, check: plans.LossCheck) -> str:
-        rc, out = self.exec(check.node, ["sh", "-c", f"{self.iptables(check.node)} -w -S {topology.CHAIN_LOSS}"])
+        rc, out = self.exec(check.node, ["sh", "-c", f"{self.iptables(check.node)} -w -S {rules.CHAIN_LOSS}"])
         if rc != 0 or "statistic" not in out:
-            raise FaultNotApplied(f"loss on {check.node}: rule not found in {topology.CHAIN_LOSS}", out)
+            raise FaultNotApplied(f"loss on {check.node}: rule not found in {rules.CHAIN_LOSS}", out)
         if check.attempts is None or check.peer is None:
             return "rule present (too little loss or no peer for a statistical probe)"
         seen = probe.parse(*self.exec(check.peer, probe.loss(self.node(check.node).ip, check.attempts)),

@@ -2,7 +2,7 @@
 
 Every planner is pure (no Docker, no I/O): it validates its arguments and returns a
 ``FaultPlan``; ``execute.FaultExecutor`` runs plans and probes them. Rules are the
-iptables argument lists of ``harness.topology``, installed inside each node's own
+iptables argument lists of ``netfaults.rules``, installed inside each node's own
 network namespace. Cuts go on *both* ends of a link, so a cut survives one end
 being restarted (a restarted container gets a fresh namespace with no rules).
 """
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from .. import topology
 from ..errors import HarnessError, NodeNotFound
+from . import rules as iptables_rules
 
 # Removes any tc qdisc (delay) from the node's interface; succeeds when there is none.
 TC_CLEAR = ("sh", "-c", "tc qdisc del dev eth0 root 2>/dev/null || true")
-CUT_CHAINS = (topology.CHAIN_IN, topology.CHAIN_OUT)
+CUT_CHAINS = (iptables_rules.CHAIN_IN, iptables_rules.CHAIN_OUT)
 
 Link = tuple[str, str]
 
@@ -64,11 +65,11 @@ class FaultPlan:
 
 def script(step: Step, iptables: str) -> str:
     """The shell script installing ``step``'s rules with ``iptables`` (chains created if missing)."""
-    parts = [topology.setup_script(iptables)]
+    parts = [iptables_rules.setup_script(iptables)]
     if step.flush:
-        parts.append(topology.flush_script(iptables, step.flush))
+        parts.append(iptables_rules.flush_script(iptables, step.flush))
     if step.rules:
-        parts.append(topology.rules_script(iptables, step.rules))
+        parts.append(iptables_rules.rules_script(iptables, step.rules))
     return "\n".join(parts)
 
 
@@ -85,7 +86,7 @@ def partition(groups: Sequence[Iterable[str]], nodes: Sequence[str], running: Se
     """
     full = topology.validate_groups(groups, nodes)
     cuts = topology.partition_cuts(full)
-    steps = {n: Step(flush=CUT_CHAINS, rules=tuple(tuple(r) for r in topology.partition_rules(n, full, ips)))
+    steps = {n: Step(flush=CUT_CHAINS, rules=tuple(tuple(r) for r in iptables_rules.partition_rules(n, full, ips)))
              for n in running}
     expect = {link: link not in cuts for link in _mesh(running)}
     return full, FaultPlan("partition", steps, expect)
@@ -110,13 +111,13 @@ def one_way(src: str, dst: str, nodes: Sequence[str], running: Sequence[str], ip
     Adds to any existing partition. Both ends must be running: the probe needs them.
     """
     check_one_way(src, dst, nodes, running)
-    steps = {n: Step(rules=tuple(tuple(r) for r in topology.one_way_rules(n, src, dst, ips))) for n in (src, dst)}
+    steps = {n: Step(rules=tuple(tuple(r) for r in iptables_rules.one_way_rules(n, src, dst, ips))) for n in (src, dst)}
     return FaultPlan("partition_one_way", steps, {(src, dst): False, (dst, src): back_open})
 
 
 def heal(running: Sequence[str]) -> FaultPlan:
     """Remove every cut, loss and delay on the running nodes; all their links must be open."""
-    steps = {n: Step(flush=tuple(topology.CHAINS), tc=TC_CLEAR) for n in running}
+    steps = {n: Step(flush=tuple(iptables_rules.CHAINS), tc=TC_CLEAR) for n in running}
     return FaultPlan("heal", steps, _mesh(running))
 
 
@@ -134,11 +135,11 @@ def loss(node: str, percent: float, running: Sequence[str], spare: Sequence[str]
         raise HarnessError(f"loss percent must be within 0..100, got {percent:g}")
     if node not in running:
         raise HarnessError(f"cannot apply loss to {node}: it is not running")
-    rules = topology.loss_rules(percent, spare=spare) if percent > 0 else []
-    step = Step(flush=(topology.CHAIN_LOSS,), rules=tuple(tuple(r) for r in rules))
+    rules = iptables_rules.loss_rules(percent, spare=spare) if percent > 0 else []
+    step = Step(flush=(iptables_rules.CHAIN_LOSS,), rules=tuple(tuple(r) for r in rules))
     check = None
     if percent > 0:
-        check = LossCheck(node, percent, _peer(node, running), topology.loss_probe_attempts(percent))
+        check = LossCheck(node, percent, _peer(node, running), iptables_rules.loss_probe_attempts(percent))
     return FaultPlan("loss", {node: step}, loss=check)
 
 
