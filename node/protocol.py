@@ -40,7 +40,11 @@ Algorithm in brief
 
 * Every round a node renews its own entry (app ``NODE_APP``), drops what is gone, and
   exchanges with ``fanout`` peers chosen uniformly among the live node entries it holds
-  (``select_peers``); seeds are retried while unreachable.
+  (``select_peers``); seeds are retried while unreachable, so a cluster re-forms after
+  a partition or a full restart.
+* A down, slow or cut-off peer costs the exchange at most the node's ``timeout``; the
+  failure is logged and counted (``sd_gossip_exchanges_failed_total``) and the round
+  goes on.
 
 Where each part lives: this module holds the data and its rules (entries, merge,
 leases, buckets, peer choice); ``wire`` the messages, their versioned JSON encoding
