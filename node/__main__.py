@@ -1,4 +1,7 @@
-"""Run one node: ``python -m node --port 5000 --seeds host:port,...`` (see --help)."""
+"""Run one node: ``python -m node --port 5000 --seeds host:port,...`` (see --help).
+
+``python -m node keygen`` prints a fresh gossip key instead.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,18 @@ import sys
 
 from .app import build_node, create_app
 from .config import ConfigError, from_args
+from .keyring import generate_key
 from .transport import SERVER_IDENT
 
 log = logging.getLogger("node")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Start the WSGI server and exactly one gossip loop; return the exit status."""
+    """Start the WSGI server and exactly one gossip loop (or run ``keygen``); return the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["keygen"]:
+        print(generate_key())
+        return 0
     try:
         config = from_args(argv)
     except ConfigError as exc:
@@ -37,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # As PID 1 in a container SIGTERM has no default action: turn it into a clean exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if node.keyring.open:
+        log.warning("gossip is not authenticated: no --gossip-keys, so anyone who reaches port %s can write "
+                    "to the registry (make a key with `python -m node keygen`)", config.port)
     node.start()
     log.info("serving %s on %s:%s, seeds %s, interval %ss, fanout %d, ttl %ss",
              node.address, config.host, config.port, ",".join(config.seeds) or "-",

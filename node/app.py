@@ -8,7 +8,7 @@ from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from . import ops, registry
+from . import admin, ops, registry
 from .clock import Clock
 from .config import TEST, Config
 from .gossip import Node, lease_of
@@ -32,9 +32,12 @@ def build_node(
     clock: Clock | None = None,
     **kwargs,
 ) -> Node:
-    """Return a Node for ``config``: SQLite store at ``config.db``, HTTP transport."""
+    """Return a Node for ``config``: SQLite store at ``config.db``, HTTP transport signing with its keyring."""
     store = store if store is not None else SqliteStore(config.db, lease_of(config))
-    return Node(config, store, transport or HttpTransport(), clock or Clock(config.clock_offset), **kwargs)
+    node = Node(config, store, transport, clock or Clock(config.clock_offset), **kwargs)
+    if transport is None:
+        node.transport = HttpTransport(keyring=node.keyring)
+    return node
 
 
 def create_app(config: Config | None = None, *, node: Node | None = None) -> Flask:
@@ -53,6 +56,7 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
     app.register_blueprint(registry.bp)
     app.register_blueprint(registry.legacy_bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(admin.bp)
     app.extensions["sd_metrics"] = ops.metrics_registry(node)
     # Peers' messages skip Flask: see GossipEndpoint.
     app.wsgi_app = GossipEndpoint(app.wsgi_app, node, node.config.max_gossip_body)  # type: ignore[method-assign]

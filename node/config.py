@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .keyring import DEFAULT_CLUSTER, check_cluster, parse_keys
 from .protocol import is_hostport
 
 ENV_PREFIX = "SD_"
+
+MAX_CLOCK_OFFSET = 10 * 365 * 86400.0
+"""Largest |clock offset| a node accepts, in seconds (ten years)."""
+
 
 class ConfigError(ValueError):
     """Raised when configuration is invalid; the message is one line meant for a human."""
@@ -60,6 +66,13 @@ class Config:
     log_level: str = "INFO"
     # Extra per-run label shown in logs (harness sets it to the node name).
     name: str = ""
+    # Base64 32-byte gossip keys; the first signs, all verify (rotation). Empty: gossip
+    # is open (unsigned, accepted unsigned). Never shown in the repr.
+    gossip_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Cluster id carried and signed in every gossip message; other clusters' are refused.
+    cluster: str = DEFAULT_CLUSTER
+    # Serve /admin/* (the clock offset); off, they answer 403.
+    enable_admin: bool = False
 
     @property
     def renew_every(self) -> float:
@@ -77,6 +90,7 @@ class Config:
         """Check every field and return self; raise ConfigError naming the first bad one."""
         self._check_addresses()
         self._check_amounts()
+        self._check_gossip_auth()
         if self.tombstone_ttl <= self.ttl + self.expire_grace:
             raise ConfigError(
                 f"tombstone_ttl ({self.tombstone_ttl}) must exceed ttl + expire_grace "
@@ -105,6 +119,16 @@ class Config:
         for name in ("fanout", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.clock_offset) and abs(self.clock_offset) <= MAX_CLOCK_OFFSET):
+            raise ConfigError(f"clock_offset must be a finite number of seconds within 10 years, "
+                              f"got {self.clock_offset}")
+
+    def _check_gossip_auth(self) -> None:
+        try:
+            parse_keys(self.gossip_keys)  # the message names a key by position, never by value
+            check_cluster(self.cluster)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 DEFAULT = Config()
@@ -137,7 +161,12 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "threads": (int, "WSGI worker threads"),
     "log-level": (str, "DEBUG, INFO, WARNING or ERROR"),
     "name": (str, "label shown in log lines"),
+    "gossip-keys": (str, "comma-separated base64 32-byte keys; the first signs, all verify (none: open gossip)"),
+    "cluster": (str, "cluster id signed into every gossip message"),
+    "enable-admin": (bool, "serve /admin/* (clock offset); off by default"),
 }
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def env_name(flag: str) -> str:
@@ -151,9 +180,11 @@ def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | No
     parser = argparse.ArgumentParser(
         prog="python -m node",
         description="Gossip service-discovery registry node. Every flag has an SD_* env equivalent.",
+        epilog="`python -m node keygen` prints a fresh key for --gossip-keys.",
     )
-    for flag, (_, help_) in _FIELDS.items():
-        parser.add_argument(f"--{flag}", help=f"{help_} [env {env_name(flag)}]")
+    for flag, (conv, help_) in _FIELDS.items():
+        more: dict[str, Any] = {"action": "store_const", "const": "1"} if conv is bool else {}
+        parser.add_argument(f"--{flag}", help=f"{help_} [env {env_name(flag)}]", **more)
     args = vars(parser.parse_args(argv))
 
     raw: dict[str, str] = {}
@@ -171,15 +202,24 @@ def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | No
     values: dict[str, Any] = {}
     for key, value in raw.items():
         conv = _FIELDS[key.replace("_", "-")][0]
-        if key == "seeds":
+        if key in ("seeds", "gossip_keys"):
             values[key] = tuple(s.strip() for s in value.split(",") if s.strip())
             continue
         try:
-            values[key] = conv(value)
+            values[key] = _boolean(value) if conv is bool else conv(value)
         except ValueError:
-            kind = {int: "an integer", float: "a number"}.get(conv, conv.__name__)
+            kind = {int: "an integer", float: "a number", bool: "1 or 0"}.get(conv, conv.__name__)
             raise ConfigError(f"{key.replace('_', '-')} must be {kind}, got {value!r}") from None
     try:
         return dataclasses.replace(PRESETS[preset_name], **values).validate()
     except TypeError as exc:  # pragma: no cover - guarded by _FIELDS
         raise ConfigError(str(exc)) from None
+
+
+def _boolean(value: str) -> bool:
+    """Read an on/off setting: 1, true, yes, on or 0, false, no, off (any case)."""
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise ValueError(value)

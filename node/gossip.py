@@ -5,7 +5,9 @@ A round renews this node's own entry, drops what is gone, picks peers
 executor is given. The exchange's logic is ``handshake``'s; the node only moves its
 messages over the transport (encoded by ``wire``), merges what they bring into the
 store and counts messages and bytes, once per side. Failures of one peer are counted,
-logged and never stop the round or the loop.
+logged and never stop the round or the loop. Its ``keyring`` (from the config's gossip
+keys and cluster id) signs and checks its messages in the transports; a message it
+refuses is counted by reason and never decoded.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from dataclasses import dataclass, field
 from . import handshake, protocol, wire
 from .clock import Clock
 from .config import Config
+from .keyring import REASONS, Keyring, parse_keys
 from .protocol import NODE_APP, Entry, Lease
 from .snapshot import Snapshot
 from .store import Store, Written
-from .transport import Transport, TransportError
+from .transport import ReplyRejected, Transport, TransportError
 from .wire import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ class Stats:
     bytes_sent: int = 0
     bytes_received: int = 0
     merges_applied: int = 0
+    # reason (keyring.REASONS) -> messages refused, requests and replies alike
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -68,6 +73,11 @@ class Stats:
         with self.lock:
             for k, v in deltas.items():
                 setattr(self, k, getattr(self, k) + v)
+
+    def reject(self, reason: str) -> None:
+        """Count one message refused for ``reason``."""
+        with self.lock:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def add_bytes(self, sent: int, received: int) -> None:
         """Add one message's bytes (the cheap form of ``add``, run for every message answered)."""
@@ -89,6 +99,7 @@ class Node:
         parallel: bool = True,
     ) -> None:
         self.config = config
+        self.keyring = keyring_of(config)
         self.address = config.advertised()
         self.store = store
         self.transport = transport
@@ -161,6 +172,8 @@ class Node:
             self._exchange(peer, result, self.store.snapshot() if snap is None else snap)
             result.ok = True
         except (TransportError, ProtocolError) as exc:
+            if isinstance(exc, ReplyRejected):
+                self.stats.reject(exc.reason)
             result.error = str(exc)
             log.info("exchange with %s failed: %s", peer, exc)
         except Exception as exc:  # noqa: BLE001 - the loop must survive anything
@@ -215,6 +228,10 @@ class Node:
         """Count the bytes of one message answered (the transport measures them)."""
         self.stats.add_bytes(sent, received)
 
+    def rejected(self, reason: str) -> None:
+        """Count one request the keyring refused (the transport checks it)."""
+        self.stats.reject(reason)
+
     # -- background loop ------------------------------------------------------------------
 
     def start(self) -> None:
@@ -248,3 +265,8 @@ class Node:
 def lease_of(config: Config) -> Lease:
     """Return the lease rules a config sets."""
     return Lease(config.ttl, config.expire_grace, config.tombstone_ttl)
+
+
+def keyring_of(config: Config) -> Keyring:
+    """Return the keyring a config sets (keys checked by ``Config.validate``)."""
+    return Keyring(parse_keys(config.gossip_keys), config.cluster)

@@ -1,13 +1,14 @@
-"""Operator endpoints: health, metrics, clock offset (peers' /gossip: transport.GossipEndpoint)."""
+"""Operator endpoints: health and metrics (/admin/*: ``admin``; peers' /gossip: transport.GossipEndpoint)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .gossip import Node
-from .web import get_node, read_json
+from .keyring import REASONS
+from .web import get_node
 
 bp = Blueprint("ops", __name__)
 
@@ -17,19 +18,6 @@ def health():
     """Report liveness with a few facts about this node."""
     node = get_node()
     return jsonify(status="ok", address=node.address, entries=len(node.listing()), peers=len(node.peers()))
-
-
-@bp.route("/admin/clock", methods=["GET", "POST"])
-def clock():
-    """Read or set this node's wall-clock offset (a testing aid for clock skew)."""
-    node = get_node()
-    if request.method == "POST":
-        body = read_json()
-        offset = body.get("offset") if isinstance(body, dict) else None
-        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or abs(offset) > 10 * 365 * 86400:
-            abort(400, "body must be {\"offset\": seconds} with |offset| <= 10 years")
-        node.clock.offset = float(offset)
-    return jsonify(offset=node.clock.offset, wall=node.clock.wall())
 
 
 class NodeCollector:
@@ -52,6 +40,14 @@ class NodeCollector:
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)
+        rejected = CounterMetricFamily(
+            "sd_gossip_messages_rejected",
+            "Gossip messages refused before decoding (requests and replies), by reason", labels=["reason"])
+        with s.lock:
+            counts = dict(s.rejected)
+        for reason in REASONS:
+            rejected.add_metric([reason], counts.get(reason, 0))
+        yield rejected
         live = n.store.live(n.clock.now())
         tombstones = sum(1 for e in live.values() if e.deleted)
         listed = len(live) - tombstones

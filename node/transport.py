@@ -6,6 +6,11 @@ transports serialize every message to JSON bytes, and both report the bytes each
 message took, to the sender in its ``Reply`` and to the receiver through
 ``Endpoint.served``: over HTTP the request or response as written on the socket
 (start line, headers, body), in memory the encoded body. The node counts them.
+
+Both also carry the same envelope: the headers of the sender's ``Keyring`` (cluster id
+and signature, see ``keyring``). The receiver checks a request before decoding it and
+the sender checks the reply; a refused request is ``Forbidden`` (HTTP 403), a refused
+reply ``ReplyRejected``. Each refusal is counted by the side that refuses.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import logging
 import random
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
 
+from .keyring import CLUSTER_HEADER, OPEN, REPLY, REQUEST, SIGNATURE_HEADER, Keyring, Rejected
 from .wire import dumps
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,18 @@ SERVER_ADDED_BYTES = len(f"Server: {SERVER_IDENT}\r\n") + len("Date: Sun, 06 Nov
 
 class TransportError(Exception):
     """A message could not be delivered or answered (peer down, cut, slow or broken)."""
+
+
+class Forbidden(TransportError):
+    """The peer refused our message: unsigned, badly signed or of another cluster (HTTP 403)."""
+
+
+class ReplyRejected(TransportError):
+    """The peer's reply failed our keyring's check; ``reason`` is one of ``keyring.REASONS``."""
+
+    def __init__(self, peer: str, rejected: Rejected) -> None:
+        super().__init__(f"{peer}: reply rejected ({rejected.reason}): {rejected}")
+        self.reason = rejected.reason
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,9 @@ class Transport(Protocol):
 class Endpoint(Protocol):
     """What a transport serves at a node's address."""
 
+    keyring: Keyring
+    """Checks the requests it is sent and signs its replies."""
+
     def handle(self, message: dict) -> dict:
         """Answer one message; raise ValueError (ProtocolError) when it is malformed."""
         ...
@@ -66,6 +87,20 @@ class Endpoint(Protocol):
     def served(self, received: int, sent: int) -> None:
         """Take note of the bytes one answered message took each way."""
         ...
+
+    def rejected(self, reason: str) -> None:
+        """Take note of one message refused by the keyring (a ``keyring.REASONS``)."""
+        ...
+
+
+def check_reply(keyring: Keyring, peer: str, body: bytes, headers: Mapping[str, str | None],
+                request_headers: Mapping[str, str]) -> None:
+    """Accept a reply to a request sent with ``request_headers``, or raise ReplyRejected."""
+    present = {k: v for k, v in headers.items() if v is not None}
+    try:
+        keyring.check(body, present, REPLY, request_headers.get(SIGNATURE_HEADER, ""))
+    except Rejected as exc:
+        raise ReplyRejected(peer, exc) from None
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
@@ -89,10 +124,11 @@ class HttpTransport:
     and sends only the headers HTTP/1.1 needs.
     """
 
-    def __init__(self, max_idle: int = 128) -> None:
+    def __init__(self, max_idle: int = 128, keyring: Keyring = OPEN) -> None:
         self._idle: OrderedDict[str, _CountingConnection] = OrderedDict()
         self._lock = threading.Lock()
         self.max_idle = max_idle
+        self.keyring = keyring
 
     def _take(self, peer: str, timeout: float) -> tuple[_CountingConnection, bool]:
         with self._lock:
@@ -116,7 +152,8 @@ class HttpTransport:
 
     def send(self, peer: str, message: dict, timeout: float) -> Reply:
         body = dumps(message)
-        headers = {"Content-Type": "application/json"}
+        seal = self.keyring.seal(body, REQUEST)
+        headers = {"Content-Type": "application/json", **seal}
         for attempt in range(2):
             conn, reused = self._take(peer, timeout)
             conn.written = 0
@@ -137,7 +174,9 @@ class HttpTransport:
         else:
             self._give_back(peer, conn)
         if resp.status != 200:
-            raise TransportError(f"{peer}: HTTP {resp.status}: {data[:200]!r}")
+            error = Forbidden if resp.status == 403 else TransportError
+            raise error(f"{peer}: HTTP {resp.status}: {data[:200]!r}")
+        check_reply(self.keyring, peer, data, {h: resp.headers.get(h) for h in _AUTH_HEADERS}, seal)
         try:
             reply = json.loads(data)
         except ValueError:
@@ -175,6 +214,10 @@ def _request_bytes(environ: dict, body: int) -> int:
     return n + body
 
 
+_AUTH_HEADERS = (CLUSTER_HEADER, SIGNATURE_HEADER)
+_AUTH_ENVIRON = tuple((h, "HTTP_" + h.upper().replace("-", "_")) for h in _AUTH_HEADERS)
+"""The envelope's headers, and their WSGI environ keys."""
+
 _REPLY_HEAD = len("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \r\n\r\n") + SERVER_ADDED_BYTES
 """Bytes of a gossip reply's head, but for the digits of its Content-Length (HTTP/1.0 is as long)."""
 
@@ -205,6 +248,11 @@ class GossipEndpoint:
         if length > self.max_body:
             return _error(start_response, 413, "request_entity_too_large", "gossip message too large")
         body = environ["wsgi.input"].read(length)
+        headers = {name: environ[key] for name, key in _AUTH_ENVIRON if key in environ}
+        try:  # before decoding: a refused message never reaches the store
+            self.endpoint.keyring.check(body, headers, REQUEST)
+        except Rejected as exc:
+            return self._refuse(start_response, exc)
         try:
             reply = self.endpoint.handle(json.loads(body))
         except (ValueError, RecursionError) as exc:  # JSONDecodeError and ProtocolError are ValueErrors
@@ -214,9 +262,17 @@ class GossipEndpoint:
             return _error(start_response, 500, "internal_error", f"{type(exc).__name__}: {exc}")
         data = dumps(reply)
         size = str(len(data))
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", size)])
-        self.endpoint.served(_request_bytes(environ, len(body)), _REPLY_HEAD + len(size) + len(data))
+        seal = self.endpoint.keyring.seal(data, REPLY, headers.get(SIGNATURE_HEADER, ""))
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", size), *seal.items()])
+        head = _REPLY_HEAD + len(size) + sum(len(k) + len(v) + 4 for k, v in seal.items())
+        self.endpoint.served(_request_bytes(environ, len(body)), head + len(data))
         return [data]
+
+    def _refuse(self, start_response, exc: Rejected):
+        """Answer 403 to a message the keyring refused, and count it."""
+        self.endpoint.rejected(exc.reason)
+        log.info("gossip message refused (%s): %s", exc.reason, exc)
+        return _error(start_response, 403, "forbidden", f"gossip message refused: {exc}")
 
 
 def _error(start_response, status: int, error: str, message: str):
@@ -234,7 +290,8 @@ class InMemoryNetwork:
 
     ``cut(a, b)`` stops messages that ``a`` starts towards ``b`` (a one-way partition:
     ``b`` can still reach ``a`` and get its reply); ``partition`` cuts both ways between
-    groups. Messages are JSON round-tripped like on the wire. With ``copy=False`` they
+    groups. Messages are JSON round-tripped like on the wire, in the same envelope
+    (``carry`` takes the encoded body and its headers, as a test forging one needs). With ``copy=False`` they
     are still encoded (bytes are counted the same) but each side gets the other's very
     objects, which saves the decoding: for senders and handlers that never change a
     message once sent or received, such as ``Node`` (used by the simulator).
@@ -252,7 +309,7 @@ class InMemoryNetwork:
     def attach(self, address: str, endpoint: Endpoint) -> InMemoryTransport:
         """Serve ``endpoint`` at ``address``; return the transport that node sends with."""
         self._endpoints[address] = endpoint
-        return InMemoryTransport(self, address)
+        return InMemoryTransport(self, address, endpoint)
 
     def cut(self, src: str, dst: str) -> None:
         """Drop every message ``src`` starts towards ``dst``."""
@@ -280,8 +337,22 @@ class InMemoryNetwork:
         """Drop each message with this probability."""
         self._loss = fraction
 
-    def deliver(self, src: str, dst: str, message: dict) -> Reply:
-        """Carry one request/response; raise TransportError when it cannot pass."""
+    def deliver(self, src: str, dst: str, message: dict, keyring: Keyring = OPEN) -> Reply:
+        """Carry one request/response, signed and checked with ``keyring``; raise TransportError when it cannot pass."""
+        body = dumps(message)
+        seal = keyring.seal(body, REQUEST)
+        answer, reply, headers = self.carry(src, dst, body, seal, message)
+        check_reply(keyring, dst, reply, headers, seal)
+        return Reply(json.loads(reply) if self.copy else answer, len(body), len(reply))
+
+    def carry(self, src: str, dst: str, body: bytes, headers: Mapping[str, str],
+              message: dict | None = None) -> tuple[dict, bytes, dict[str, str]]:
+        """Carry an encoded request and its headers to ``dst``; return (reply, its bytes, its headers).
+
+        Raise Forbidden when ``dst``'s keyring refuses the request (which it counts),
+        TransportError when the request cannot pass. ``message`` is the decoded ``body``,
+        handed over as is when ``copy`` is off.
+        """
         if (src, dst) in self._cut or dst in self._down or src in self._down:
             raise TransportError(f"{dst}: unreachable from {src}")
         endpoint = self._endpoints.get(dst)
@@ -291,19 +362,24 @@ class InMemoryNetwork:
             lost = self._loss and self._rng.random() < self._loss
         if lost:
             raise TransportError(f"{dst}: message lost")
-        body = dumps(message)
-        answer = endpoint.handle(json.loads(body) if self.copy else message)
+        try:
+            endpoint.keyring.check(body, headers, REQUEST)
+        except Rejected as exc:
+            endpoint.rejected(exc.reason)
+            raise Forbidden(f"{dst}: HTTP 403: gossip message refused: {exc}") from None
+        answer = endpoint.handle(json.loads(body) if self.copy or message is None else message)
         reply = dumps(answer)
         endpoint.served(len(body), len(reply))
-        return Reply(json.loads(reply) if self.copy else answer, len(body), len(reply))
+        return answer, reply, endpoint.keyring.seal(reply, REPLY, headers.get(SIGNATURE_HEADER, ""))
 
 
 class InMemoryTransport:
-    """The sending end of one node on an InMemoryNetwork."""
+    """The sending end of one node on an InMemoryNetwork; it signs with its node's keyring."""
 
-    def __init__(self, network: InMemoryNetwork, address: str) -> None:
+    def __init__(self, network: InMemoryNetwork, address: str, endpoint: Endpoint) -> None:
         self.network = network
         self.address = address
+        self.endpoint = endpoint
 
     def send(self, peer: str, message: dict, timeout: float) -> Reply:
-        return self.network.deliver(self.address, peer, message)
+        return self.network.deliver(self.address, peer, message, self.endpoint.keyring)
