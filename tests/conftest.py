@@ -30,12 +30,14 @@ def make_node(tmp_path, clock, net):
     """Return a factory ``make_node(address, clock=..., **config_overrides) -> Node``.
 
     Each node has its own SQLite file under ``tmp_path``, serves ``address`` on ``net``,
-    runs exchanges sequentially and picks peers with a seeded RNG.
+    runs exchanges sequentially and picks peers with a seeded RNG. Admin endpoints are on
+    (the API tests set the clock); ``enable_admin=False`` turns them off.
     """
     made = []
 
     def make(address="n1:5001", *, clock=clock, **overrides):
         host, port = address.rsplit(":", 1)
+        overrides.setdefault("enable_admin", True)
         config = dataclasses.replace(
             TEST, port=int(port), advertise=address, db=str(tmp_path / f"{host}-{port}.db"), **overrides
         ).validate()

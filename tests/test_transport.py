@@ -1,8 +1,9 @@
 """One contract, two transports: the in-memory network and HTTP between real servers.
 
 Every test runs against both, so the in-memory network used by the simulation and the
-unit tests behaves like the wire: same messages, same failures, bytes counted. The HTTP
-nodes run on waitress, the server ``python -m node`` uses.
+unit tests behaves like the wire: same messages, same failures, bytes counted, same
+signed envelope refused the same way. The HTTP nodes run on waitress, the server
+``python -m node`` uses.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import random
 import threading
 
 import pytest
+import requests
 import waitress
 
 from harness.localnode import free_port
 from node.app import build_node, create_app
 from node.clock import FakeClock
 from node.config import TEST
-from node.transport import SERVER_IDENT, HttpTransport, InMemoryNetwork, TransportError
+from node.keyring import CLUSTER_HEADER, REASONS, REPLY, REQUEST, Keyring, generate_key, parse_keys
+from node.protocol import Entry
+from node.transport import SERVER_IDENT, Forbidden, InMemoryNetwork, TransportError
+from node.wire import Push, dumps, encode
 
 
 class Memory:
@@ -28,15 +33,24 @@ class Memory:
         self.net = InMemoryNetwork(random.Random(0))
         self.tmp_path, self.clock = tmp_path, clock
 
-    def node(self, name: str):
+    def node(self, name: str, **overrides):
         address = f"{name}:5000"
-        config = dataclasses.replace(TEST, port=5000, advertise=address, db=str(self.tmp_path / f"{name}.db"))
+        config = dataclasses.replace(TEST, port=5000, advertise=address, db=str(self.tmp_path / f"{name}.db"),
+                                     **overrides)
         node = build_node(config, clock=self.clock, transport=None, parallel=False)
         node.transport = self.net.attach(address, node)
         return node
 
     def unreachable(self) -> str:
         return "nobody:5000"
+
+    def post(self, node, body: bytes, headers: dict) -> int:
+        """Carry raw gossip bytes with ``headers`` to ``node``; return the HTTP status it amounts to."""
+        try:
+            self.net.carry("forger:1", node.address, body, headers)
+        except Forbidden:
+            return 403
+        return 200
 
     def close(self):
         pass
@@ -49,11 +63,11 @@ class Http:
         self.tmp_path, self.clock = tmp_path, clock
         self.nodes, self.servers, self.threads = [], [], []
 
-    def node(self, name: str):
+    def node(self, name: str, **overrides):
         port = free_port()
         config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}",
-                                     db=str(self.tmp_path / f"{name}.db"), timeout=1.0)
-        node = build_node(config, clock=self.clock, transport=HttpTransport(), parallel=False)
+                                     db=str(self.tmp_path / f"{name}.db"), timeout=1.0, **overrides)
+        node = build_node(config, clock=self.clock, parallel=False)  # HttpTransport with the node's keyring
         server = waitress.create_server(create_app(node=node), host="127.0.0.1", port=port, threads=2,
                                         ident=SERVER_IDENT)
         thread = threading.Thread(target=server.run, daemon=True)
@@ -65,6 +79,15 @@ class Http:
 
     def unreachable(self) -> str:
         return f"127.0.0.1:{free_port()}"  # nothing listens there
+
+    def post(self, node, body: bytes, headers: dict) -> int:
+        """POST raw gossip bytes with ``headers`` to ``node``; return the HTTP status."""
+        resp = requests.post(f"http://{node.address}/gossip", data=body, timeout=2,
+                             headers={"Content-Type": "application/json", **headers})
+        if resp.status_code == 403:
+            body = resp.json()
+            assert body["error"] == "forbidden" and "refused" in body["message"], body
+        return resp.status_code
 
     def close(self):
         for n in self.nodes:  # kept-alive connections first, so the servers' loops run dry
@@ -150,3 +173,100 @@ def test_both_sides_count_the_same_bytes_once(world):
     assert a.stats.bytes_sent == sum(r.bytes_sent for r in results) == b.stats.bytes_received
     assert a.stats.bytes_received == sum(r.bytes_received for r in results) == b.stats.bytes_sent
     assert results[1].bytes_sent == results[2].bytes_sent < results[0].bytes_sent
+
+
+# -- authentication: the same envelope, refused the same way ---------------------------------------
+
+KEY, OTHER_KEY = generate_key(), generate_key()
+EVIL = "10.66.0.1:80"
+
+
+def push_of_evil(world_node) -> bytes:
+    """The encoded Push of an entry nobody registered, as a forger would send it."""
+    now = world_node.clock.now()
+    entry = Entry(EVIL, "evil", 1, 1, "forger:1", False, now)
+    return dumps(encode(Push("forger:1", [entry], []), now))
+
+
+def _unsigned(body):
+    return body, {CLUSTER_HEADER: "default"}
+
+
+def _other_key(body):
+    return body, Keyring(parse_keys(OTHER_KEY)).seal(body, REQUEST)
+
+
+def _tampered(body):
+    headers = Keyring(parse_keys(KEY)).seal(body, REQUEST)
+    return body.replace(b'"evil"', b'"evi1"'), headers
+
+
+def _other_cluster(body):
+    return body, Keyring(parse_keys(KEY), "other").seal(body, REQUEST)
+
+
+def _reply_as_request(body):
+    return body, Keyring(parse_keys(KEY)).seal(body, REPLY)
+
+
+@pytest.mark.parametrize("forge, reason", [
+    (_unsigned, "unsigned"), (_other_key, "bad_signature"), (_tampered, "bad_signature"),
+    (_other_cluster, "wrong_cluster"), (_reply_as_request, "bad_signature"),
+], ids=["unsigned", "other-key", "tampered", "other-cluster", "reply-as-request"])
+def test_forged_request_is_refused_counted_and_not_merged(world, forge, reason):
+    b = world.node("b", gossip_keys=(KEY,))
+    body, headers = forge(push_of_evil(b))
+
+    assert world.post(b, body, headers) == 403
+
+    assert b.store.get(EVIL, b.clock.now()) is None
+    assert b.stats.rejected == {**dict.fromkeys(REASONS, 0), reason: 1}
+    assert b.stats.merges_applied == 0
+    # The same message signed as it should be passes: what was refused was the envelope.
+    assert world.post(b, *_signed(push_of_evil(b))) == 200
+    assert b.store.get(EVIL, b.clock.now()) is not None
+
+
+def _signed(body):
+    return body, Keyring(parse_keys(KEY)).seal(body, REQUEST)
+
+
+def test_open_node_refuses_only_another_cluster(world):
+    b = world.node("b")
+    assert world.post(b, *_other_cluster(push_of_evil(b))) == 403
+    assert b.store.get(EVIL, b.clock.now()) is None
+    assert world.post(b, *_unsigned(push_of_evil(b))) == 200
+    assert b.stats.rejected["wrong_cluster"] == 1
+
+
+def test_keyed_pair_converges_and_a_stranger_is_refused(world):
+    a, b = world.node("a", gossip_keys=(KEY,)), world.node("b", gossip_keys=(KEY,))
+    stranger = world.node("c", gossip_keys=(OTHER_KEY,))
+    a.register("10.0.0.1:80", "on-a")
+    stranger.register("10.0.0.3:80", "on-stranger")
+
+    assert a.exchange(b.address).ok
+    refused = stranger.exchange(b.address)
+
+    assert b.listing().keys() == {"10.0.0.1:80"} == a.listing().keys() - {a.address}
+    assert not refused.ok and "403" in refused.error
+    assert b.stats.rejected["bad_signature"] == 1 and stranger.stats.exchanges_failed == 1
+    with pytest.raises(Forbidden):
+        stranger.transport.send(b.address, encode(Push(stranger.address, [], []), 0.0), 1.0)
+
+
+@pytest.mark.parametrize("responder_keys, reason", [
+    ((OTHER_KEY, KEY), "bad_signature"),  # accepts our key, signs its replies with another
+    ((), "unsigned"),                     # an open node: accepts anything, signs nothing
+], ids=["wrong-key", "unsigned"])
+def test_forged_reply_fails_the_exchange_and_nothing_is_merged(world, responder_keys, reason):
+    a = world.node("a", gossip_keys=(KEY,))
+    b = world.node("b", gossip_keys=responder_keys)
+    b.register("10.0.0.2:80", "injected")
+
+    result = a.exchange(b.address)
+
+    assert not result.ok and reason in result.error
+    assert a.stats.exchanges_failed == 1 and a.stats.rejected[reason] == 1
+    assert a.store.get("10.0.0.2:80", a.clock.now()) is None
+    assert a.store.get(b.address, a.clock.now()) is None
