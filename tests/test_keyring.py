@@ -206,3 +206,36 @@ def test_an_open_node_warns_once_at_start(flags, warned):
     lines = [ln for ln in log.splitlines() if "gossip is not authenticated" in ln]
     assert [("WARNING" in ln) for ln in lines] == ([True] if warned else []), log
     assert OLD not in log
+
+
+# -- the harness: a fresh key per cluster, found again by attach ------------------------------------
+
+
+def test_harness_gives_each_cluster_a_fresh_key_that_attach_and_add_node_keep(capsys):
+    from harness.cluster import Cluster
+    from tests.fakedocker import FakeDockerClient
+    from tests.test_cluster_unit import FakeHttp
+
+    client = FakeDockerClient()
+
+    def envs():
+        return [c[2]["environment"] for c in client.calls if c[0] == "container.create"]
+
+    def up(name):
+        cluster = Cluster(nodes=2, name=name, client=client, timeline=False)
+        cluster.http = FakeHttp()
+        return cluster.up()
+
+    a = up("ka")
+    up("kb")
+    ka, kb = envs()[0]["SD_GOSSIP_KEYS"], envs()[2]["SD_GOSSIP_KEYS"]
+    assert ka != kb and len(parse_keys(ka)) == len(parse_keys(kb)) == 1
+    assert [e["SD_GOSSIP_KEYS"] for e in envs()] == [ka, ka, kb, kb]
+    assert [(e["SD_CLUSTER"], e["SD_ENABLE_ADMIN"]) for e in envs()] == [("ka", "1")] * 2 + [("kb", "1")] * 2
+
+    found = Cluster.attach("ka", client=client, timeline=False)
+    found.http = FakeHttp()
+    found.add_node()
+    assert envs()[-1]["SD_GOSSIP_KEYS"] == ka and envs()[-1]["SD_CLUSTER"] == "ka"
+    assert ka not in repr(found.spec) and ka not in repr(a.spec)
+    assert ka not in capsys.readouterr().out

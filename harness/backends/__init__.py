@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from node.keyring import generate_key
+
 from ..errors import HarnessError
 from ..topology import NODE_PORT, node_address
 
@@ -54,9 +56,15 @@ class Spec:
     env: Mapping[str, str] = field(default_factory=dict)  # more environment, wins over the above
     command: Sequence[str] | None = None        # overrides the image's command (stand-in images)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # labels everything this run makes
+    # SD_GOSSIP_KEYS: a fresh key per cluster ("" = open gossip); a secret, never shown
+    gossip_keys: str = field(default_factory=generate_key, repr=False)
 
     def node_env(self, node: str, seeds: Sequence[str]) -> dict[str, str]:
-        """The environment of node ``node`` that joins through ``seeds``."""
+        """The environment of node ``node`` that joins through ``seeds``.
+
+        Nodes sign their gossip with the cluster's key and id, and serve /admin/clock
+        (the harness skews clocks through it).
+        """
         env = {
             "SD_PORT": str(NODE_PORT),
             "SD_ADVERTISE": node_address(node),
@@ -64,7 +72,11 @@ class Spec:
             "SD_DB": "/data/registry.db",
             "SD_PRESET": "local",
             "SD_NAME": node,
+            "SD_CLUSTER": self.name,
+            "SD_ENABLE_ADMIN": "1",
         }
+        if self.gossip_keys:
+            env["SD_GOSSIP_KEYS"] = self.gossip_keys
         for key, value in (("SD_INTERVAL", self.interval), ("SD_FANOUT", self.fanout), ("SD_TTL", self.ttl)):
             if value is not None:
                 env[key] = str(value)

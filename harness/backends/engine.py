@@ -217,6 +217,7 @@ class EngineBackend:
             fanout=int(env["SD_FANOUT"]) if "SD_FANOUT" in env else None,
             ttl=float(env["SD_TTL"]) if "SD_TTL" in env else None,
             run_id=first.labels.get(LABEL_RUN, ""),
+            gossip_keys=env.get("SD_GOSSIP_KEYS", ""),  # a node added later must sign with the same key
         )
         deployment = Deployment(spec, {c.labels[LABEL_NODE]: _node_of(c) for c in containers})
         try:
