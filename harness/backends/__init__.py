@@ -20,7 +20,7 @@ from ..errors import HarnessError
 from ..topology import NODE_PORT, node_address
 
 # backend name -> "module:class", imported only when the backend is chosen
-BACKENDS = {"docker": "harness.backends.engine:EngineBackend"}
+BACKENDS = {"docker": "harness.backends.engine:EngineBackend", "swarm": "harness.backends.swarm:SwarmBackend"}
 DEFAULT_IMAGE = "sd-node:latest"
 
 
