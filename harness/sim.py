@@ -76,7 +76,11 @@ def _cycle_collector_paused() -> Iterator[None]:
 
 
 class SimCluster:
-    """N nodes named n1..nN at ``node_address(name)``, seeded with n1 and n2."""
+    """N nodes named n1..nN at ``node_address(name)``, seeded with n1 and n2.
+
+    Gossip is open unless ``config`` carries ``gossip_keys``: then every node signs and
+    checks its messages with them, as real nodes do.
+    """
 
     def __init__(
         self,

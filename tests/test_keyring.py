@@ -239,3 +239,15 @@ def test_harness_gives_each_cluster_a_fresh_key_that_attach_and_add_node_keep(ca
     assert envs()[-1]["SD_GOSSIP_KEYS"] == ka and envs()[-1]["SD_CLUSTER"] == "ka"
     assert ka not in repr(found.spec) and ka not in repr(a.spec)
     assert ka not in capsys.readouterr().out
+
+
+def test_a_simulated_cluster_can_gossip_signed():
+    from harness.sim import SIM, SimCluster
+
+    sim = SimCluster(4, config=dataclasses.replace(SIM, gossip_keys=(OLD,)))
+    sim.register("n3", "10.0.0.7:80", "web")
+    sim.wait_converged(timeout=10, expect_present=["10.0.0.7:80"])
+    nodes = [sim.node(n) for n in sim.nodes]
+    assert all(not n.keyring.open for n in nodes)
+    assert sum(n.stats.exchanges_ok for n in nodes) > 0
+    assert sum(n.stats.exchanges_failed + sum(n.stats.rejected.values()) for n in nodes) == 0
