@@ -161,8 +161,10 @@ def test_lease_age_survives_the_wire(world):
     assert entry.age(b.clock.now()) == pytest.approx(4.0, abs=0.01)
 
 
-def test_both_sides_count_the_same_bytes_once(world):
-    a, b = world.node("a"), world.node("b")
+@pytest.mark.parametrize("keys", [(), ("signed",)], ids=["open", "signed"])
+def test_both_sides_count_the_same_bytes_once(world, keys):
+    keys = (KEY,) if keys else ()  # the signature headers count on both sides too
+    a, b = world.node("a", gossip_keys=keys), world.node("b", gossip_keys=keys)
     for i in range(30):
         a.register(f"10.0.2.{i}:80", "bulk")
     b.register("10.0.3.1:80", "on-b")
