@@ -1,50 +1,26 @@
 """Command line of the harness: ``python -m harness COMMAND --name CLUSTER ...``.
 
 Every command finds its cluster by Docker labels, so ``up`` in one shell and
-``partition`` or ``status`` in another act on the same containers. Errors print one
-line on stderr (plus container logs where they explain a failed start) and exit 1.
+``partition`` or ``status`` in another act on the same containers. ``--backend``
+(or ``SD_BACKEND``) chooses where nodes run: ``docker`` containers (default) or
+``swarm`` services. Errors print one line on stderr (plus container logs where they
+explain a failed start) and exit 1.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from .cliclusters import BACKEND_CHOICES, DEFAULT_BACKEND, Backend, factory, on, removed_text
 from .contract import ManagedCluster
 from .errors import ConvergenceTimeout, HarnessError, InvalidPartition, NodeStartError
-
-
-def _create(**settings: Any) -> ManagedCluster:
-    """A Docker cluster described by ``settings`` (not started)."""
-    from .cluster import Cluster  # noqa: PLC0415 - Docker is loaded only by commands that need it
-
-    return Cluster(**settings)
-
-
-def _attach_docker(name: str) -> ManagedCluster:
-    """The running Docker cluster called ``name``."""
-    from .cluster import Cluster  # noqa: PLC0415
-
-    return Cluster.attach(name)
-
-
-def _gc(cluster: str | None = None) -> dict:
-    """Remove harness leftovers in Docker (of one cluster, or all)."""
-    from .cluster import gc  # noqa: PLC0415
-
-    return gc(cluster=cluster)
-
-
-# Functions the commands reach clusters through; tests replace them via ``obj``.
-Backend = Mapping[str, Callable[..., Any]]
-DEFAULT_BACKEND: Backend = {"create": _create, "attach": _attach_docker, "gc": _gc}
 
 out = Console()
 
@@ -65,17 +41,20 @@ def _fail(message: str, code: int = 1):
     sys.exit(code)
 
 
-def command(fn=None, *, name: str | None = None):
-    """Register ``fn`` as a subcommand with ``--name``; harness errors become one stderr line."""
+def command(fn=None, *, name: str | None = None, backend_option: bool = True):
+    """Register ``fn`` as a subcommand with ``--name`` (and ``--backend``); harness errors become one stderr line."""
     if fn is None:
-        return functools.partial(command, name=name)
+        return functools.partial(command, name=name, backend_option=backend_option)
 
     @click.option("--name", default="default", show_default=True, help="Cluster name.")
     @click.pass_context
     @functools.wraps(fn)
     def wrapper(ctx, *args, **kwargs):
+        kind = kwargs.get("backend_kind", BACKEND_CHOICES[0])
+        if "backend_kind" not in inspect.signature(fn).parameters:
+            kwargs.pop("backend_kind", None)
         try:
-            return ctx.invoke(fn, ctx.obj or DEFAULT_BACKEND, *args, **kwargs)
+            return ctx.invoke(fn, on(ctx.obj or DEFAULT_BACKEND, kind), *args, **kwargs)
         except (NodeStartError, ConvergenceTimeout) as exc:
             _fail(str(exc))
         except HarnessError as exc:
@@ -83,6 +62,10 @@ def command(fn=None, *, name: str | None = None):
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
+    if backend_option:
+        wrapper = click.option("--backend", "backend_kind", type=click.Choice(BACKEND_CHOICES),
+                               default=BACKEND_CHOICES[0], envvar="SD_BACKEND", show_default=True,
+                               help="Where nodes run: Docker containers or swarm services.")(wrapper)
     # ignore_unknown_options lets negative numbers through as arguments (skew n1 -5)
     return main.command(name, context_settings={"ignore_unknown_options": True})(wrapper)
 
@@ -103,9 +86,13 @@ def _attach(backend: Backend, name: str) -> ManagedCluster:
 @click.option("--fanout", type=int, help="Peers per gossip round (SD_FANOUT).")
 @click.option("--ttl", type=float, help="Seconds a registration lives unrenewed (SD_TTL).")
 @click.option("--image", default="sd-node:latest", show_default=True)
-def up(backend: Backend, name, nodes, interval, fanout, ttl, image):
+@click.option("--init-swarm", is_flag=True,
+              help="With --backend swarm: make this engine a single-node swarm if it is in none (left on down).")
+def up(backend: Backend, name, nodes, interval, fanout, ttl, image, init_swarm, backend_kind):
     """Start a cluster of NODES nodes and wait until all answer /health."""
     settings = {"nodes": nodes, "name": name, "image": image, "interval": interval, "fanout": fanout, "ttl": ttl}
+    if init_swarm:
+        settings["init_swarm"] = True
     cluster: ManagedCluster = backend["create"](**settings)
     cluster.up()
     table = Table(title=f"cluster {name}")
@@ -116,8 +103,9 @@ def up(backend: Backend, name, nodes, interval, fanout, ttl, image):
     out.print(table)
     first = cluster.url(cluster.nodes[0])
     click.echo(f"try:  curl {first}/registry/list")
-    click.echo(f"then: python -m harness status --name {name}")
-    click.echo(f"done: python -m harness down --name {name}")
+    where = f"--name {name}" + (f" --backend {backend_kind}" if backend_kind != BACKEND_CHOICES[0] else "")
+    click.echo(f"then: python -m harness status {where}")
+    click.echo(f"done: python -m harness down {where}")
 
 
 @command
@@ -257,18 +245,14 @@ def wait(backend: Backend, name, timeout):
 @command
 def down(backend: Backend, name):
     """Remove the cluster's containers, volumes and network."""
-    removed = _attach(backend, name).down()
-    click.echo(f"removed {removed['containers']} containers, {removed['volumes']} volumes, "
-               f"{removed['networks']} networks")
+    click.echo(removed_text(_attach(backend, name).down()))
 
 
-@command(name="gc")
+@command(name="gc", backend_option=False)
 @click.option("--all", "all_clusters", is_flag=True, help="Every harness cluster, not just --name.")
 def gc_(backend: Backend, name, all_clusters):
-    """Remove leftovers of crashed runs (containers, volumes, networks labelled sd.harness=1)."""
-    removed = backend["gc"](cluster=None if all_clusters else name)
-    click.echo(f"removed {removed['containers']} containers, {removed['volumes']} volumes, "
-               f"{removed['networks']} networks")
+    """Remove leftovers of crashed runs (swarm services, containers, volumes, networks labelled sd.harness=1)."""
+    click.echo(removed_text(backend["gc"](cluster=None if all_clusters else name)))
 
 
 @main.command("tune-host")
@@ -316,7 +300,7 @@ def _int_list(ctx, param, value):
     return items
 
 
-@command
+@command(backend_option=False)
 @click.option("--nodes", "nodes", default="5,10,20,40", show_default=True, callback=_int_list,
               help="Cluster sizes N, comma-separated.")
 @click.option("--fanout", "fanouts", default="3", show_default=True, callback=_int_list,
@@ -335,14 +319,18 @@ def _int_list(ctx, param, value):
               help="async: nodes out of phase (like real ones); sync: the theory's synchronous rounds.")
 @click.option("--docker-nodes", callback=_int_list,
               help="N values for Docker (default: those of --nodes up to 40).")
+@click.option("--docker-backend", type=click.Choice(BACKEND_CHOICES), default=BACKEND_CHOICES[0],
+              show_default=True, help="Where the docker trials' nodes run: containers or swarm services.")
+@click.option("--init-swarm", is_flag=True, help="With --docker-backend swarm: make a swarm if there is none.")
 @click.option("--image", default="sd-node:latest", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default runs/<timestamp>).")
 def experiment(backend, name, nodes, fanouts, interval, loss, fault, fault_rounds, repeats, seed, backend_,
-               sim_mode, docker_nodes, image, out_dir):
+               sim_mode, docker_nodes, docker_backend, init_swarm, image, out_dir):
     """Measure rounds and seconds until a registration reaches every node, against theory.
 
     Writes trials.csv, summary.json and PNG plots into the run folder. Docker clusters
-    are named exp-NAME-n<N>-f<fanout> and removed afterwards.
+    are named exp-NAME-n<N>-f<fanout> and removed afterwards; with ``--docker-backend
+    swarm`` they are swarm services (rows still say "docker": real nodes, not simulated).
     """
     import time as _time
     from pathlib import Path
@@ -363,7 +351,7 @@ def experiment(backend, name, nodes, fanouts, interval, loss, fault, fault_round
     with Progress(*columns, console=out, transient=False) as progress:
         task = progress.add_task("experiment", total=sweep.total_trials())
         summary = exp.run(
-            sweep, folder, cluster_factory=backend["create"],
+            sweep, folder, cluster_factory=factory(backend, docker_backend, init_swarm),
             on_trial=lambda t: progress.advance(task),
             on_status=lambda s: progress.update(task, description=s),
         )
