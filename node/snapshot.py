@@ -1,23 +1,33 @@
 """A store's state at one generation, immutable, with the indexes gossip reads it through.
 
-Besides the entries, a snapshot carries each address's bucket key and stamp hash, and
-caches derived on demand: per-bucket hashes and members for a few bucket counts, the
+Entries, first-seen records and each address's (bucket key, stamp hash) are persistent
+maps (``immutables.Map``, a hash array mapped trie): the next generation shares all but
+the O(log N) nodes a write touches with the previous one, so no write copies the table.
+Caches derived on demand: per-bucket hashes and members for a few bucket counts, the
 live peers, and the earliest instant an entry goes. ``updated`` derives the next
 snapshot from a write and carries these indexes over incrementally instead of
-recomputing them, so a write costs O(changed entries), not O(N).
+recomputing them: a write costs O(changed entries) plus one copy of each cached bucket
+array (B <= 1024 small ints), never O(N). Other views (``derived``, e.g. the client
+listing) are built at most once per snapshot and validity window.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from immutables import Map
 
 from . import protocol
 from .protocol import Entry, Lease
 
 _CACHED_COUNTS = 3
 """Bucket counts cached per snapshot (peers of other sizes ask for other counts)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,29 +54,45 @@ class _Peers:
 class Snapshot:
     """An immutable view of a store at one generation; its caches fill in as it is read."""
 
-    entries: dict[str, Entry]
-    seen: dict[str, Seen]
+    entries: Map[str, Entry]
+    seen: Map[str, Seen]
     clock: int
     generation: int = 0
     # address -> (bucket key, stamp hash) of every entry, kept in step with ``entries``.
-    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+    keys: Map[str, tuple[int, int]] = field(default_factory=Map)
     # bucket count -> per-bucket XOR of stamp hashes (computed on demand, then carried).
     _buckets: dict[int, list[int]] = field(default_factory=dict, repr=False)
-    # bucket count -> the addresses in each bucket (computed on demand, then carried).
+    # bucket count -> the addresses in each bucket, sorted (computed on demand, then carried).
     _members: dict[int, list[tuple[str, ...]]] = field(default_factory=dict, repr=False)
     # A lower bound of the first instant an entry goes (None: unknown); see ``live``.
     _next_gone: float | None = field(default=None, repr=False)
     _peers: _Peers | None = field(default=None, repr=False)
     # bucket count -> the summary as hex strings, as sent (this snapshot only).
     _hex: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    # name -> (since, until, value) of views built by ``derived`` (this snapshot only).
+    _views: dict[str, tuple[float, float, Any]] = field(default_factory=dict, repr=False)
     # Guards ``_buckets`` and ``_members``: responders fill them while a writer copies them.
     _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def of(cls, entries: dict[str, Entry], seen: dict[str, Seen], clock: int) -> Snapshot:
+    def of(cls, entries: Mapping[str, Entry], seen: Mapping[str, Seen], clock: int) -> Snapshot:
         """Return a first snapshot of these entries (generation 0), their keys computed."""
-        keys = {a: (protocol.address_key(a), protocol.stamp_hash(e)) for a, e in entries.items()}
-        return cls(entries, seen, clock, 0, keys)
+        keys = Map({a: (protocol.address_key(a), protocol.stamp_hash(e)) for a, e in entries.items()})
+        return cls(Map(entries), Map(seen), clock, 0, keys)
+
+    def derived(self, name: str, now: float, build: Callable[[], tuple[T, float, float]]) -> T:
+        """Return the view ``name`` of this snapshot at ``now``, built at most once per validity window.
+
+        ``build()`` returns ``(value, since, until)``: the value holds for every reading in
+        ``[since, until)`` (it must contain ``now``). A reading outside the window rebuilds.
+        Concurrent first readers may each build; they build the same value.
+        """
+        cached = self._views.get(name)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cast(T, cached[2])
+        value, since, until = build()
+        self._views[name] = (since, until, value)
+        return value
 
     # -- bucket summaries ------------------------------------------------------------------
 
@@ -101,10 +127,10 @@ class Snapshot:
                 groups: list[list[str]] = [[] for _ in range(buckets)]
                 for a, (key, _) in self.keys.items():
                     groups[key % buckets].append(a)
-                cached = self._members[buckets] = [tuple(g) for g in groups]
+                cached = self._members[buckets] = [tuple(sorted(g)) for g in groups]
             return cached
 
-    def in_buckets(self, live: dict[str, Entry], buckets: int, wanted: set[int]) -> dict[str, Entry]:
+    def in_buckets(self, live: Mapping[str, Entry], buckets: int, wanted: set[int]) -> Mapping[str, Entry]:
         """Return the entries of ``live`` whose address falls in one of ``wanted`` (read-only)."""
         if len(wanted) >= buckets and wanted.issuperset(range(buckets)):  # every bucket
             return live
@@ -140,7 +166,7 @@ class Snapshot:
             c = self._peers = _Peers(now, until, me, lease, peers, frozenset(peers))
         return c.sorted
 
-    def live(self, now: float, lease: Lease) -> dict[str, Entry]:
+    def live(self, now: float, lease: Lease) -> Mapping[str, Entry]:
         """Return the entries not gone at ``now`` (read-only: often ``self.entries`` itself).
 
         Until the earliest instant at which any entry goes, that is every entry, so the
@@ -170,7 +196,7 @@ class Snapshot:
         round. Indexes are carried over: bucket arrays XOR the old stamps out and the new
         ones in, bucket members change only where an address comes or goes.
         """
-        entries, seen_of, keys = dict(self.entries), dict(self.seen), dict(self.keys)
+        entries, seen_of, keys = self.entries.mutate(), self.seen.mutate(), self.keys.mutate()
         with self._cache_lock:
             buckets = {b: list(h) for b, h in self._buckets.items()}
             members = dict(self._members)  # lists shared until an address comes or goes
@@ -206,7 +232,7 @@ class Snapshot:
             seen_of.pop(a, None)
         if came or went:
             members = {b: _regroup(groups, b, came, went) for b, groups in members.items()}
-        new = Snapshot(entries, seen_of, clock, self.generation + 1, keys, buckets, members)
+        new = Snapshot(entries.finish(), seen_of.finish(), clock, self.generation + 1, keys.finish(), buckets, members)
         if self._next_gone is not None:  # still a lower bound: see ``live``
             new._next_gone = min([self._next_gone, *(protocol.gone_at(e, lease) for e in upserts)])
         new._peers = self._carry_peers(upserts, deletes, seen.at)
@@ -240,12 +266,14 @@ class Snapshot:
 def _regroup(
     groups: list[tuple[str, ...]], buckets: int, came: list[tuple[str, int]], went: list[tuple[str, int]]
 ) -> list[tuple[str, ...]]:
-    """Return a copy of ``groups`` (addresses per bucket) with addresses added and removed."""
+    """Return a copy of ``groups`` (sorted addresses per bucket) with addresses added and removed."""
     groups = list(groups)
     for address, key in went:
         b = key % buckets
         groups[b] = tuple(a for a in groups[b] if a != address)
     for address, key in came:
         b = key % buckets
-        groups[b] = (*groups[b], address)
+        group = list(groups[b])
+        bisect.insort(group, address)
+        groups[b] = tuple(group)
     return groups

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -47,7 +47,7 @@ class Store:
         """Return the current snapshot (may include entries that are already gone)."""
         return self._snap
 
-    def live(self, now: float) -> dict[str, Entry]:
+    def live(self, now: float) -> Mapping[str, Entry]:
         """Return every entry not yet gone at ``now``: listed ones and tombstones (read-only)."""
         return self._snap.live(now, self.lease)
 
@@ -104,11 +104,15 @@ class Store:
         """Make a write durable, then visible: readers see the new snapshot only once it is stored."""
         seen = Seen(now, round_)
         new = snap.updated(upserts, deletes, seen, self.lease)
-        self._persist([(e, seen) for e in upserts], deletes, new.clock)
+        # The stored clock is max(meta row, stored versions). A write that deletes rows may
+        # take the largest version with it, and one that stores no row of version ``clock``
+        # leaves it unwitnessed: only these record the clock in the meta row.
+        record_clock = bool(deletes) or all(e.version != new.clock for e in upserts)
+        self._persist([(e, seen) for e in upserts], deletes, new.clock if record_clock else None)
         self._snap = new
 
-    def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:
-        """Make a write durable; the memory store has nothing to do."""
+    def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int | None) -> None:
+        """Make a write durable (and ``clock``, unless None); the memory store has nothing to do."""
 
     def close(self) -> None:
         """Release resources."""
@@ -149,7 +153,7 @@ class SqliteStore(Store):
         log.info("loaded %d entries from %s (clock %d)", len(entries), self.path, clock)
         return Snapshot.of(entries, seen, clock)
 
-    def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int) -> None:
+    def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int | None) -> None:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -166,12 +170,14 @@ class SqliteStore(Store):
                     for e, s in rows
                 ],
             )
-            c.executemany("DELETE FROM entry WHERE address = ?", [(a,) for a in deletes])
-            c.execute(
-                "INSERT INTO meta (key, value) VALUES ('clock', ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (clock,),
-            )
+            if deletes:
+                c.executemany("DELETE FROM entry WHERE address = ?", [(a,) for a in deletes])
+            if clock is not None:
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES ('clock', ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (clock,),
+                )
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")

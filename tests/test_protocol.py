@@ -121,7 +121,7 @@ def test_store_apply_equals_join(a, b):
     store.apply(a.values(), T0)
     store.apply(b.values(), T0)
 
-    assert store.snapshot().entries == protocol.join(a, b)
+    assert dict(store.snapshot().entries) == protocol.join(a, b)
 
 
 @settings(max_examples=200, deadline=None)
