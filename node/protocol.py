@@ -190,6 +190,23 @@ def gone_at(entry: Entry, lease: Lease) -> float:
     return entry.renewed_at + lease.ttl + lease.expire_grace
 
 
+def status_window(entry: Entry, now: float, lease: Lease) -> tuple[float, float]:
+    """Return ``[since, until)``, the instants around ``now`` over which ``entry.status`` stays as at ``now``.
+
+    The edges are those of Entry.status; ``since`` is -inf before the first edge and
+    ``until`` +inf after the last.
+    """
+    t = entry.renewed_at
+    edges = (t + lease.tombstone_ttl,) if entry.deleted else (t + lease.ttl, t + lease.ttl + lease.expire_grace)
+    since, until = float("-inf"), float("inf")
+    for edge in edges:
+        if edge <= now:
+            since = max(since, edge)
+        else:
+            until = min(until, edge)
+    return since, until
+
+
 def is_live(entry: Entry, now: float, lease: Lease) -> bool:
     """Tell whether an entry still exists at ``now`` (listed, or remembered as tombstone)."""
     return entry.status(now, lease) != GONE

@@ -1,13 +1,23 @@
-"""Client API: list, register, deregister, digest, perform_update (JSON in and out)."""
+"""Client API: list, register, deregister, digest, perform_update (JSON in and out).
+
+``GET /registry/list`` answers from bytes serialized once per snapshot and status
+window: a listing depends only on the snapshot and on each entry's status, and every
+status stays put between the edges ``protocol.status_window`` names, so the bytes
+built at one reading serve every reading of the same snapshot inside that window, and
+a reading outside it (an entry expired or went) rebuilds them. Filtered listings are
+cached beside it, a few per window.
+"""
 
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass, field
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from . import protocol
-from .protocol import Entry, is_hostport
+from .protocol import Entry, Lease, is_hostport
+from .snapshot import Snapshot
 from .web import get_node, read_json
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
@@ -16,6 +26,8 @@ legacy_bp = Blueprint("register", __name__, url_prefix="/register")
 
 MAX_APP_NAME = 255
 STATUSES = (protocol.HEALTHY, protocol.EXPIRED)
+FILTERED_CACHED = 32
+"""Filtered listings kept per listing (distinct app_name/status queries); more empty the cache."""
 
 
 def entry_view(entry: Entry, now: float) -> dict:
@@ -72,6 +84,50 @@ def field_last_update(body: dict) -> int | None:
     return int(value)
 
 
+@dataclass
+class Listing:
+    """The client listing of one snapshot over one status window, with its JSON bytes."""
+
+    views: dict[str, dict]  # address -> the entry's client view, in address order (read-only)
+    body: bytes  # ``views`` as jsonify writes it
+    # (app_name, status) filter -> the JSON bytes of the listing it selects
+    filtered: dict[tuple[str | None, str | None], bytes] = field(default_factory=dict)
+
+    def select(self, app_name: str | None, status: str | None) -> bytes:
+        """Return the JSON bytes of the entries with this app_name and status (None: any)."""
+        if app_name is None and status is None:
+            return self.body
+        key = (app_name, status)
+        body = self.filtered.get(key)
+        if body is None:
+            out = {
+                a: v for a, v in self.views.items()
+                if (app_name is None or v["app_name"] == app_name) and (status is None or v["status"] == status)
+            }
+            if len(self.filtered) >= FILTERED_CACHED:
+                self.filtered.clear()
+            body = self.filtered[key] = jsonify(out).get_data()
+        return body
+
+
+def build_listing(snap: Snapshot, now: float, lease: Lease) -> tuple[Listing, float, float]:
+    """Return the listing of ``snap`` at ``now`` and the window ``[since, until)`` over which it holds."""
+    views: dict[str, dict] = {}  # in address order, as the JSON lists them
+    since, until = float("-inf"), float("inf")
+    entries = snap.entries
+    for address in sorted(entries):
+        e = entries[address]
+        if e.deleted:  # tombstones are never listed, whatever the instant
+            continue
+        lo, hi = protocol.status_window(e, now, lease)
+        since, until = max(since, lo), min(until, hi)
+        status = e.status(now, lease)
+        if status != protocol.GONE:
+            views[address] = {"app_name": e.app_name, "last_update": e.last_update, "status": status,
+                              "version": e.version}
+    return Listing(views, jsonify(views).get_data()), since, until
+
+
 @bp.get("/list")
 def list_instances():
     """List registered instances keyed by address; filters: app_name, status."""
@@ -81,12 +137,9 @@ def list_instances():
     if status is not None and status not in STATUSES:
         abort(400, f"status must be one of {', '.join(STATUSES)}")
     now = node.clock.now()
-    out = {}
-    for address, entry in sorted(node.listing().items()):
-        view = entry_view(entry, now)
-        if (app_name is None or entry.app_name == app_name) and (status is None or view["status"] == status):
-            out[address] = view
-    return jsonify(out)
+    snap = node.store.snapshot()
+    listing = snap.derived("registry.list", now, lambda: build_listing(snap, now, node.lease))
+    return Response(listing.select(app_name, status), mimetype=current_app.json.mimetype)  # type: ignore[attr-defined]
 
 
 @bp.post("/register_instance")
