@@ -13,11 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import docker.errors
+
 from .. import topology
+from ..errors import HarnessError
+from ..localnode import free_port
+from ..wait import wait_until
 
 # Container port of node n<k> in a gateway: INNER_BASE + k (n1 -> 7001).
 INNER_BASE = 7000
 GATEWAY_COMMAND = "sd-gateway"
+# What sd-gateway logs once every port listens.
+READY = "forwarding"
+# Seconds a gateway may take to listen.
+START_TIMEOUT = 15.0
+_PORT_IN_USE = ("port is already allocated", "address already in use")
 LABEL_ROLE = "sd.role"
 
 
@@ -55,3 +65,22 @@ def host_ports(port_bindings: Mapping[str, Sequence[Mapping[str, str]] | None]) 
         if port > 0 and bindings:
             found[f"n{port}"] = int(bindings[0].get("HostPort") or 0)
     return found
+
+
+def start(client, image: str, container: str, network: str, nodes: Sequence[str], labels: Mapping[str, str]) -> None:
+    """Run gateway ``container`` for ``nodes`` on free 127.0.0.1 ports (a clash retried) and wait until it listens."""
+    for attempt in range(3):
+        kwargs = run_kwargs(image, container, network, {n: free_port() for n in nodes}, labels)
+        try:
+            started = client.containers.run(**kwargs)
+            break
+        except docker.errors.APIError as exc:
+            for leftover in client.containers.list(all=True, filters={"name": f"^{container}$"}):
+                leftover.remove(force=True)
+            if attempt == 2 or not any(s in str(exc).lower() for s in _PORT_IN_USE):
+                raise
+    if not wait_until(lambda: READY in started.logs().decode("utf-8", "replace"),
+                      timeout=START_TIMEOUT, interval=0.1).ok:
+        tail = started.logs(tail=5).decode("utf-8", "replace").strip().splitlines() or ["(no output)"]
+        raise HarnessError(f"gateway {container} did not start (an image without sd-gateway? rebuild it with "
+                           f"docker/build-image.sh): {tail[-1]}")

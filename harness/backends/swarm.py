@@ -38,7 +38,6 @@ import docker.errors
 
 from .. import hostlimits, topology
 from ..errors import ClusterExists, ClusterNotFound, ImageNotFound, NodeNotFound, NodeStartError
-from ..localnode import free_port
 from ..wait import wait_until
 from . import Deployment, Node, Spec, gateway, swarmgc, swarmmode
 from .engine import LABEL_CLUSTER, LABEL_NODE, LABEL_RUN, connect, docker_errors, is_local, running_cluster_sizes
@@ -56,7 +55,6 @@ from .tasks import container_id, current_task, harness_state, task_ip
 
 # Seconds a new task may take to run.
 TASK_TIMEOUT = 60.0
-_PORT_IN_USE = ("port is already allocated", "address already in use")
 
 
 class SwarmBackend:
@@ -362,18 +360,8 @@ class SwarmBackend:
                        first: str | None = None) -> dict[str, int]:
         """Run a gateway for ``nodes`` on free 127.0.0.1 ports (retrying a clash); return all ports."""
         if nodes:
-            for attempt in range(3):
-                kwargs = gateway.run_kwargs(self._images.get(spec.name, spec.image), gateway.name(spec.name, first),
-                                            network_name(spec.name), {n: free_port() for n in nodes},
-                                            swarm_labels(spec))
-                try:
-                    self.client.containers.run(**kwargs)
-                    break
-                except docker.errors.APIError as exc:
-                    for leftover in self.client.containers.list(all=True, filters={"name": f"^{kwargs['name']}$"}):
-                        swarmgc.ignore_gone(leftover.remove, force=True)
-                    if attempt == 2 or not any(s in str(exc).lower() for s in _PORT_IN_USE):
-                        raise
+            gateway.start(self.client, self._images.get(spec.name, spec.image), gateway.name(spec.name, first),
+                          network_name(spec.name), nodes, swarm_labels(spec))
         return self._ports(deployment)
 
 
