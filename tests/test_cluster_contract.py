@@ -54,8 +54,8 @@ def test_backend_by_name_or_instance():
     assert isinstance(chosen, EngineBackend) and chosen.client is fake
     assert isinstance(chosen, backends.Backend)
     assert backends.get(chosen) is chosen
-    with pytest.raises(HarnessError, match="unknown backend 'swarm'"):
-        backends.get("swarm")
+    with pytest.raises(HarnessError, match="unknown backend 'nomad'"):
+        backends.get("nomad")
 
 
 def test_cluster_accepts_a_backend_instance():
