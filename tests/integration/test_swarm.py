@@ -13,8 +13,10 @@ import requests
 from harness import Cluster, FaultNotSupported, scenarios, timeline
 from harness.backends.swarm import SwarmBackend
 
+from ..test_pytest_plugin import EXAMPLE
 from .params import FANOUT, INTERVAL
 
+pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.integration
 
 # Seconds allowed for a step to converge under faults (containers share 2 cores).
@@ -151,6 +153,13 @@ def test_two_clusters_side_by_side_then_gc_by_name(swarm, swarm5, node_image, ru
         assert "10.17.4.1:80" not in swarm5.views(["n1"])["n1"]
     assert backend.gc(f"sw2-{run_tag}")["services"] == 0  # down left nothing behind
     assert swarm5.status()["converged"]
+
+
+def test_the_plugin_example_runs_on_swarm(swarm, node_image, pytester):
+    pytester.makepyfile(test_discovery=EXAMPLE)
+    result = pytester.runpytest("--gossip-backend", "swarm", "--gossip-image", node_image, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert not [s.name for s in swarm.services.list() if s.name.startswith("sd-pytest-")]  # its clusters went
 
 
 def test_timeline_records_faults(swarm5):
