@@ -1,12 +1,16 @@
-"""Requests per second of one node (register, renew, list) beside a no-op ceiling, measured with wrk.
+"""Requests per second of one node (list, renew, register) beside a no-op ceiling, at several table sizes, with wrk.
 
 Starts real node processes on 127.0.0.1 (``python -m node``: waitress + the Flask app,
-the settings of node/__main__.py) and drives them with wrk over keep-alive connections:
+the settings of node/__main__.py) and drives them with wrk over keep-alive connections.
+For each table size N (default 100 and 10,000):
 
-- register: POST /registry/register_instance with a new address every request (a fresh
-  node per run, so every run starts from the same empty table);
-- renew: the same POST cycling over 100 addresses already registered (answers 200);
-- list: GET /registry/list on a node holding 101 entries (100 + itself);
+- the node is filled through the API (N registrations, one after another, bounded in
+  time), so it holds N + 1 entries (N + itself);
+- list: GET /registry/list (the whole table, no filter);
+- renew: POST /registry/register_instance cycling over the N registered addresses (200);
+- register: the same POST with a new address every request, on a fresh node started from
+  a copy of the filled node's SQLite file (its own self-entry removed), so every run starts
+  from the same N entries;
 - no-op (the ceiling): GET of a route that returns a constant, added to the very same
   ``node.__main__.main`` (same waitress settings, same Flask app, middleware, error handlers
   and idle gossip loop); what separates it from the others is the registry work only.
@@ -15,10 +19,10 @@ Runs are interleaved (no-op, list, renew, register, then the next repeat) so tha
 of a shared machine falls on all of them alike; figures are medians over the repeats. wrk
 shares the CPUs with the server: its CPU share is printed beside every figure.
 
-Leases are set to 600 s so the 100 entries stay healthy for the whole run (the local
-preset's 6 s would expire them mid-run and shrink the list).
+Leases are set to 600 s so the entries stay healthy for the whole run (the local preset's
+6 s would expire them mid-run and shrink the list).
 
-Usage: python bench/throughput.py [--concurrency 8,32] [--seconds 5] [--repeats 3]
+Usage: python bench/throughput.py [--sizes 100,10000] [--concurrency 8,32] [--seconds 5] [--repeats 3]
 Needs wrk (Debian: apt-get install -y wrk).
 """
 
@@ -27,7 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -46,7 +52,7 @@ from procstat import cpu_seconds  # noqa: E402
 from harness.localnode import NodeProcess  # noqa: E402
 from node.config import LOCAL  # noqa: E402
 
-RENEWED = 100  # addresses registered up front (renewals, and the size of the list)
+FILL_SECONDS = 300.0  # the most a table fill may take before the benchmark gives up
 NOOP_PATH = "/bench/noop"
 # The node's own entry point with one extra route; everything else is python -m node.
 NOOP_SERVER = f"""
@@ -75,7 +81,8 @@ done = function(summary, latency, requests)
 end
 """
 LUA_GET = LUA_DONE
-# A new address per request: 10.x.y.z:port from a counter (one wrk thread, so unique).
+# A new address per request: 10.x.y.z:port from a counter (one wrk thread, so unique); the
+# filled addresses are 10.200.*.*:80, which the counter reaches only after 13 million requests.
 LUA_REGISTER = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -87,31 +94,70 @@ request = function()
   return wrk.format(nil, nil, nil, body)
 end
 """ + LUA_DONE
-LUA_RENEW = f"""
+# Renewals cycle over the filled addresses (``filled_address``), the same formula in Lua.
+LUA_RENEW = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local n = 0
 request = function()
-  n = n % {RENEWED} + 1
-  return wrk.format(nil, nil, nil, string.format('{{"address": "10.200.0.%d:80", "app_name": "bench"}}', n))
+  n = n % SIZE + 1
+  return wrk.format(nil, nil, nil, string.format('{"address": "10.200.%d.%d:80", "app_name": "bench"}',
+    math.floor(n / 256), n % 256))
 end
 """ + LUA_DONE
 
+KINDS = ("noop", "list", "renew", "register")  # in the order each repeat runs them
 
-def server(noop: bool = False) -> NodeProcess:
+
+def filled_address(i: int) -> str:
+    """The i-th address a fill registers (1-based; 10.200.0.1:80, ...)."""
+    return f"10.200.{i // 256}.{i % 256}:80"
+
+
+def server(noop: bool = False, db: Path | None = None) -> NodeProcess:
     """Start one node process on 127.0.0.1 (the real ``python -m node``, or with the no-op route)."""
     command = [sys.executable, "-c", NOOP_SERVER] if noop else None
-    return NodeProcess(*NODE_ARGS, command=command, ready_timeout=20).start()
+    return NodeProcess(*NODE_ARGS, command=command, db=db, ready_timeout=30).start()
+
+
+def fill(node: NodeProcess, size: int) -> float:
+    """Register ``size`` addresses through the API, one request after another; return the seconds taken."""
+    t0 = time.monotonic()
+    with requests.Session() as s:
+        for i in range(1, size + 1):
+            s.post(node.url + "/registry/register_instance",
+                   json={"address": filled_address(i), "app_name": "bench"}, timeout=10).raise_for_status()
+            if time.monotonic() - t0 > FILL_SECONDS:
+                raise RuntimeError(f"filling {size} entries took over {FILL_SECONDS:g} s (stopped at {i})")
+    return time.monotonic() - t0
+
+
+def template(node: NodeProcess, path: Path) -> Path:
+    """Copy the node's SQLite file to ``path`` without the node's own entry (a fresh node must not gossip to it)."""
+    src, dst = sqlite3.connect(node.db), sqlite3.connect(path)
+    try:
+        src.backup(dst)
+        dst.execute("DELETE FROM entry WHERE address = ?", (node.address,))
+        dst.commit()
+    finally:
+        src.close()
+        dst.close()
+    return path
 
 
 def entries(node: NodeProcess) -> int:
     """Entries the node lists (its /health figure)."""
-    return node.get("/health", timeout=5)["entries"]
+    return node.get("/health", timeout=10)["entries"]
+
+
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def wrk(url: str, script: str, connections: int, seconds: float, server_pid: int) -> dict:
     """Run wrk (one thread, ``connections`` keep-alive connections) and return its figures."""
-    s0 = cpu_seconds(server_pid)
+    s0, c0 = cpu_seconds(server_pid), children_cpu()
     t0 = time.monotonic()
     proc = subprocess.Popen(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", "-s", script, url],
@@ -123,89 +169,77 @@ def wrk(url: str, script: str, connections: int, seconds: float, server_pid: int
         proc.communicate()
         raise RuntimeError(f"wrk against {url} did not finish") from None
     wall = time.monotonic() - t0
-    server_cpu = cpu_seconds(server_pid) - s0
-    # Children's rusage accumulates over every wrk run: the caller subtracts.
     line = next((ln for ln in out.splitlines() if ln.startswith("{")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed (rc {proc.returncode}):\n{out}")
     r = json.loads(line)
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
-    r["server_cpu"] = server_cpu / wall
-    r["wall"] = wall
+    r["server_cpu"] = (cpu_seconds(server_pid) - s0) / wall
+    r["gen_cpu"] = (children_cpu() - c0) / wall  # children's rusage includes the wrk just reaped
     return r
 
 
-def children_cpu() -> float:
-    import resource
+class Bench:
+    """One table size: a filled node, a no-op node, and a template for fresh register nodes."""
 
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
+    def __init__(self, size: int, scripts: dict[str, str], tmp: Path) -> None:
+        self.size, self.scripts, self.tmp = size, scripts, tmp
 
+    def run(self, kind: str, connections: int, seconds: float) -> dict:
+        """Measure one endpoint once; ``register`` gets a fresh node from the template."""
+        fresh = None
+        if kind == "register":
+            db = self.tmp / "fresh.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+            shutil.copyfile(self.template, db)
+            fresh = server(db=db)
+            target, path = fresh, "/registry/register_instance"
+        elif kind == "noop":
+            target, path = self.noop, NOOP_PATH
+        elif kind == "list":
+            target, path = self.node, "/registry/list"
+        else:
+            target, path = self.node, "/registry/register_instance"
+        try:
+            r = wrk(target.url + path, self.scripts[kind], connections, seconds, target.pid)
+            r["entries_after"] = entries(target)
+        finally:
+            if fresh is not None:
+                fresh.close()
+        return r
 
-KINDS = ("noop", "list", "renew", "register")  # in the order each repeat runs them
-SCRIPTS = {"noop": LUA_GET, "list": LUA_GET, "renew": LUA_RENEW, "register": LUA_REGISTER}
-
-
-def run(kind: str, connections: int, seconds: float, servers: dict[str, NodeProcess], scripts: dict) -> dict:
-    """Measure one endpoint once; ``register`` gets a fresh node."""
-    fresh = None
-    if kind == "register":
-        fresh = server()
-        target, path = fresh, "/registry/register_instance"
-    elif kind == "noop":
-        target, path = servers["noop"], NOOP_PATH
-    elif kind == "list":
-        target, path = servers["node"], "/registry/list"
-    else:
-        target, path = servers["node"], "/registry/register_instance"
-    try:
-        c0 = children_cpu()
-        r = wrk(target.url + path, scripts[kind], connections, seconds, target.pid)
-        r["gen_cpu"] = (children_cpu() - c0) / r["wall"]
-        r["entries_after"] = entries(target)
-    finally:
-        if fresh is not None:
-            fresh.close()
-    return r
-
-
-def measure(args, levels: list[int], scripts: dict) -> tuple[dict[tuple[str, int], list[dict]], int]:
-    """Start the node and the no-op node, fill the node, run every repeat; return the runs and the list size."""
-    results: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in KINDS for c in levels}
-    with server() as node, server(noop=True) as noop:
-        servers = {"node": node, "noop": noop}
-        with requests.Session() as s:
-            for i in range(1, RENEWED + 1):
-                s.post(node.url + "/registry/register_instance",
-                       json={"address": f"10.200.0.{i}:80", "app_name": "bench"}, timeout=5).raise_for_status()
-        listed = len(node.get("/registry/list", timeout=5))
-        # Warm-up: imports, first-request paths, connection set-up.
-        for kind in ("noop", "list", "renew"):
-            run(kind, levels[0], 1, servers, scripts)
-        for rep in range(args.repeats):
-            for c in levels:
-                for kind in KINDS:
-                    r = run(kind, c, args.seconds, servers, scripts)
-                    results[(kind, c)].append(r)
-                    print(f"  repeat {rep + 1} c={c:<3} {kind:<8} {r['rps']:8.0f} req/s"
-                          f"  p50 {r['p50_us'] / 1000:6.1f} ms  p99 {r['p99_us'] / 1000:6.1f} ms"
-                          f"  errors {r['errors']}  server CPU {r['server_cpu']:.2f}"
-                          f"  wrk CPU {r['gen_cpu']:.2f}  entries {r['entries_after']}", flush=True)
-    return results, listed
+    def measure(self, levels: list[int], seconds: float, repeats: int) -> dict[tuple[str, int], list[dict]]:
+        """Fill the node, then run every repeat; return the runs per (kind, concurrency)."""
+        results: dict[tuple[str, int], list[dict]] = {(k, c): [] for k in KINDS for c in levels}
+        with server() as self.node, server(noop=True) as self.noop:
+            took = fill(self.node, self.size)
+            self.template = template(self.node, self.tmp / f"template-{self.size}.db")
+            self.listed = len(self.node.get("/registry/list", timeout=30))
+            print(f"size {self.size}: filled in {took:.1f} s, the node lists {self.listed} entries", flush=True)
+            for kind in ("noop", "list", "renew"):  # warm-up: imports, first-request paths, connections
+                self.run(kind, levels[0], 1)
+            for rep in range(repeats):
+                for c in levels:
+                    for kind in KINDS:
+                        r = self.run(kind, c, seconds)
+                        results[(kind, c)].append(r)
+                        print(f"  size {self.size} repeat {rep + 1} c={c:<3} {kind:<8} {r['rps']:8.0f} req/s"
+                              f"  p50 {r['p50_us'] / 1000:6.1f} ms  p99 {r['p99_us'] / 1000:6.1f} ms"
+                              f"  errors {r['errors']}  server CPU {r['server_cpu']:.2f}"
+                              f"  wrk CPU {r['gen_cpu']:.2f}  entries {r['entries_after']}", flush=True)
+        return results
 
 
-def print_table(results: dict[tuple[str, int], list[dict]], levels: list[int], listed: int, args) -> None:
+def print_table(bench: Bench, results: dict[tuple[str, int], list[dict]], levels: list[int]) -> None:
     """Medians per endpoint and concurrency, beside the no-op ceiling."""
     med = statistics.median
     print()
-    print(f"one node on 127.0.0.1, waitress {LOCAL.threads} threads (node default), wrk 1 thread, keep-alive; "
-          f"{args.repeats} runs of {args.seconds:g} s each, medians; {os.cpu_count()} CPUs shared by wrk and the node")
-    print(f"list holds {listed} entries; renew cycles over {RENEWED} addresses; register sends a new address "
-          f"every request to a fresh node")
-    header = (f"{'endpoint':<10}{'conc':>5}{'req/s':>9}{'/ no-op':>9}{'paired':>8}{'p50 ms':>8}{'p99 ms':>8}"
-              f"{'errors':>8}{'node CPU':>10}{'wrk CPU':>9}")
-    print(header)
+    print(f"size {bench.size}: list holds {bench.listed} entries; renew cycles over {bench.size} addresses; "
+          f"register sends a new address every request to a fresh node holding {bench.size} entries")
+    print(f"{'endpoint':<10}{'conc':>5}{'req/s':>9}{'/ no-op':>9}{'paired':>8}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'errors':>8}{'node CPU':>10}{'wrk CPU':>9}")
     for c in levels:
         ceiling = med([r["rps"] for r in results[("noop", c)]])
         for kind in KINDS:
@@ -216,28 +250,40 @@ def print_table(results: dict[tuple[str, int], list[dict]], levels: list[int], l
                   f"{p99 / 1000:>8.1f}{sum(r['errors'] for r in rs):>8}"
                   f"{med([r['server_cpu'] for r in rs]):>10.2f}{med([r['gen_cpu'] for r in rs]):>9.2f}")
     reg_entries = [r["entries_after"] for c in levels for r in results[("register", c)]]
-    print(f"register runs ended with {min(reg_entries)}..{max(reg_entries)} entries on their node "
-          f"(every write copies the in-memory snapshot, so the rate falls as the table grows)")
-    print("/ no-op = ratio of the medians; paired = median of the per-repeat ratios (each beside its own no-op run)")
-    print("CPU columns are cores (1.00 = one core) averaged over the run; node + wrk near "
-          f"{os.cpu_count()} means the machine, not the node alone, was the limit")
+    print(f"register runs ended with {min(reg_entries)}..{max(reg_entries)} entries on their node")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100,10000", help="comma-separated table sizes (registrations filled)")
     ap.add_argument("--concurrency", default="8,32", help="comma-separated wrk connection counts")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("throughput: wrk not found (Debian: apt-get install -y wrk)")
+        sys.exit("throughput: wrk not found; install it (Debian: apt-get install -y wrk) and run again")
+    sizes = [int(n) for n in args.sizes.split(",")]
     levels = [int(c) for c in args.concurrency.split(",")]
+    if not sizes or min(sizes) < 1 or max(sizes) > 50_000:
+        sys.exit("throughput: sizes must be 1..50000")
+    done: list[tuple[Bench, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        scripts = {kind: f"{tmp}/{kind}.lua" for kind in KINDS}
-        for kind, path in scripts.items():
-            Path(path).write_text(SCRIPTS[kind])
-        results, listed = measure(args, levels, scripts)
-    print_table(results, levels, listed, args)
+        for size in sizes:
+            scripts = {"noop": LUA_GET, "list": LUA_GET, "renew": LUA_RENEW.replace("SIZE", str(size)),
+                       "register": LUA_REGISTER}
+            paths = {kind: f"{tmp}/{kind}-{size}.lua" for kind in KINDS}
+            for kind, path in paths.items():
+                Path(path).write_text(scripts[kind])
+            bench = Bench(size, paths, Path(tmp))
+            done.append((bench, bench.measure(levels, args.seconds, args.repeats)))
+    print()
+    print(f"one node on 127.0.0.1, waitress {LOCAL.threads} threads (node default), wrk 1 thread, keep-alive; "
+          f"{args.repeats} runs of {args.seconds:g} s each, medians; {os.cpu_count()} CPUs shared by wrk and the node")
+    for bench, results in done:
+        print_table(bench, results, levels)
+    print("/ no-op = ratio of the medians; paired = median of the per-repeat ratios (each beside its own no-op run)")
+    print("CPU columns are cores (1.00 = one core) averaged over the run; node + wrk near "
+          f"{os.cpu_count()} means the machine, not the node alone, was the limit")
 
 
 if __name__ == "__main__":
