@@ -41,10 +41,14 @@ def swarm(docker_client):
 
 @pytest.fixture(scope="module")
 def swarm5(swarm, node_image, run_tag, tmp_path_factory):
-    """Five swarm services n1..n5 shared by the module's tests, with a timeline."""
+    """Five swarm services n1..n5 shared by the module's tests, with a timeline.
+
+    Leases of 30 s, not the preset's 6: a restart on two busy cores can take longer than 6 s,
+    and a lease that ran out would hide whether the data survived.
+    """
     path = tmp_path_factory.mktemp("swarm") / "timeline.jsonl"
     with Cluster(nodes=5, name=f"sw5-{run_tag}", image=node_image, backend=SwarmBackend(swarm),
-                 interval=INTERVAL, fanout=FANOUT, timeline=path) as c:
+                 interval=INTERVAL, fanout=FANOUT, ttl=30, timeline=path) as c:
         c.wait_converged(timeout=WITHIN)
         yield c
 
