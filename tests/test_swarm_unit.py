@@ -65,6 +65,7 @@ def test_spec_is_read_back_from_a_service(client, cluster):
     svc = client.services.get("sd-s-n2")
     spec = swarmplan.spec_of(svc.attrs, "s")
     assert (spec.image, spec.run_id) == ("sd-node:latest", cluster.run_id)
+    assert spec.gossip_keys == cluster.spec.gossip_keys != ""  # so a node added after attach can join
 
 
 def test_nodes_are_placed_round_robin_on_ready_active_swarm_nodes_by_hostname():

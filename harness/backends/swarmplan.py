@@ -83,6 +83,7 @@ def spec_of(service_attrs: Mapping, cluster: str) -> Spec:
         ttl=float(env["SD_TTL"]) if "SD_TTL" in env else None,
         command=container.get("Args") or None,
         run_id=labels.get(LABEL_RUN, ""),
+        gossip_keys=env.get("SD_GOSSIP_KEYS", ""),  # a node added later must sign with the same key
     )
 
 
