@@ -19,13 +19,9 @@ def _create(backend: str = "docker", init_swarm: bool = False, **settings: Any) 
     """A cluster described by ``settings`` on ``backend`` (not started); ``init_swarm`` may make a swarm."""
     from .cluster import Cluster  # noqa: PLC0415 - Docker is loaded only by commands that need it
 
-    if init_swarm:
-        if backend != "swarm":
-            raise HarnessError("--init-swarm needs --backend swarm")
-        from .backends.swarm import SwarmBackend  # noqa: PLC0415
-
-        return Cluster(backend=SwarmBackend(init_swarm=True), **settings)
-    return Cluster(backend=backend, **settings)
+    if init_swarm and backend != "swarm":
+        raise HarnessError("--init-swarm needs --backend swarm")
+    return Cluster(backend=backend, init_swarm=init_swarm, **settings)
 
 
 def _attach_docker(name: str, backend: str = "docker") -> ManagedCluster:

@@ -87,12 +87,14 @@ class Cluster:
         command: Sequence[str] | None = None,
         backend: str | Backend = "docker",
         deployment: Deployment | None = None,
+        init_swarm: bool = False,
     ):
         """Describe a cluster; nothing is created until ``up()``.
 
         ``timeline`` None writes to ``.harness/<name>/timeline.jsonl``, False disables
         it. ``command`` overrides the image's command (for stand-in images).
-        ``backend`` names where nodes run ("docker") or is a Backend instance.
+        ``backend`` names where nodes run ("docker", "swarm") or is a Backend instance;
+        ``init_swarm`` lets the swarm backend make a single-node swarm (left on ``down``).
         ``deployment`` is a cluster the backend already runs (see ``attach``).
         """
         if int(nodes) < 1:
@@ -102,7 +104,7 @@ class Cluster:
         self.spec = deployment.spec if deployment is not None else Spec(
             self.name, image, interval, fanout, ttl, dict(env or {}), list(command) if command else None)
         self.deployment = deployment or Deployment(self.spec, {})
-        self.backend = backends.get(backend, client)
+        self.backend = backends.get(backend, client, **({"init_swarm": True} if init_swarm else {}))
         self.start_timeout = start_timeout
         self.timeline = Timeline(None if timeline is False else timeline or default_path(self.name))
         self.http = NodeClient(self.url)

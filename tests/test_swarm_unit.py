@@ -152,6 +152,15 @@ def test_init_swarm_makes_a_loopback_swarm_and_its_down_leaves_it():
     assert c.down()["swarm_left"] == 1 and created(client, "swarm.leave")
 
 
+def test_cluster_by_name_makes_a_swarm_when_asked():
+    client = FakeSwarmClient(state="inactive")
+    c = Cluster(nodes=3, name="s", backend="swarm", client=client, init_swarm=True, timeline=False)
+    c.http = FakeHttp()
+    c.up()
+    assert created(client, "swarm.init")
+    assert c.down()["swarm_left"] == 1
+
+
 def test_a_swarm_that_was_there_is_never_left(client):
     c = make(client, backend=SwarmBackend(client, init_swarm=True)).up()
     assert not created(client, "swarm.init")

@@ -1,9 +1,10 @@
 """Where cluster nodes run: the ``Backend`` seam and the registry of implementations.
 
 ``Cluster`` speaks to nodes' containers only through a ``Backend``: launch, state,
-exec in a node's network namespace, process faults, logs, URL, removal. The Docker
-engine (``engine.EngineBackend``) is the one implementation today; another (Docker
-Swarm, say) is one more module and one more line in ``BACKENDS``.
+exec in a node's network namespace, process faults, logs, URL, removal. Two implement
+it: the Docker engine (``engine.EngineBackend``: one container per node) and Docker Swarm
+(``swarm.SwarmBackend``: one service per node, on one host or many). Another is one
+more module and one more line in ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -169,12 +170,12 @@ class Backend(Protocol):
         ...
 
 
-def get(backend: str | Backend = "docker", client=None) -> Backend:
-    """Return the backend named ``backend`` (bound to ``client``), or ``backend`` itself if it is one."""
+def get(backend: str | Backend = "docker", client=None, **options) -> Backend:
+    """Return the backend named ``backend`` (bound to ``client``, with ``options``), or ``backend`` itself."""
     if not isinstance(backend, str):
         return backend
     try:
         module, _, cls = BACKENDS[backend].partition(":")
     except KeyError:
         raise HarnessError(f"unknown backend {backend!r} (known: {', '.join(sorted(BACKENDS))})") from None
-    return getattr(importlib.import_module(module), cls)(client)
+    return getattr(importlib.import_module(module), cls)(client, **options)
