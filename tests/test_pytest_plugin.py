@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 pytest_plugins = ["pytester"]
 
@@ -22,6 +23,11 @@ def test_a_cut_off_node_catches_up_after_heal(gossip_cluster):
     c.heal()
     c.wait_converged(timeout=10, expect_present=["10.0.0.2:8080"])
 '''
+
+
+def test_the_example_is_the_readmes():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert EXAMPLE.strip() in readme
 
 
 def test_the_readme_example_passes_on_the_simulator(pytester):
