@@ -314,7 +314,8 @@ def _int_list(ctx, param, value):
 @click.option("--fault-rounds", type=click.IntRange(1, 100), default=5, show_default=True)
 @click.option("--repeats", type=click.IntRange(1, 1000), default=3, show_default=True, help="Trials per setting.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--backend", "backend_", type=click.Choice(["sim", "docker", "both"]), default="sim", show_default=True)
+@click.option("--backend", "backend_", type=click.Choice(["sim", "docker", "swarm", "both"]), default="sim",
+              show_default=True, help="swarm: real nodes as swarm services (--backend docker --docker-backend swarm).")
 @click.option("--sim-mode", type=click.Choice(["async", "sync", "both"]), default="async", show_default=True,
               help="async: nodes out of phase (like real ones); sync: the theory's synchronous rounds.")
 @click.option("--docker-nodes", callback=_int_list,
@@ -339,6 +340,8 @@ def experiment(backend, name, nodes, fanouts, interval, loss, fault, fault_round
 
     from . import experiment as exp
 
+    if backend_ == "swarm":
+        backend_, docker_backend = "docker", "swarm"
     sweep = exp.Sweep(
         nodes=nodes, fanouts=fanouts, interval=interval, loss=loss, fault=fault, fault_rounds=fault_rounds,
         repeats=repeats, seed=seed, image=image, name=f"exp-{name}",

@@ -277,3 +277,11 @@ def test_cli_attaches_on_the_backend_given_by_option_or_environment(recorded):
 def test_cli_init_swarm_without_the_swarm_backend_is_an_error():
     result = CliRunner().invoke(cli.main, ["up", "--init-swarm"])
     assert result.exit_code == 1 and result.output.strip() == "error: --init-swarm needs --backend swarm"
+
+
+def test_cli_experiment_on_swarm_makes_its_clusters_there(recorded, tmp_path):
+    backend, calls = recorded
+    result = CliRunner().invoke(cli.main, ["experiment", "--backend", "swarm", "--nodes", "3", "--repeats", "1",
+                                           "--out", str(tmp_path / "run")], obj=backend)
+    assert result.exit_code != 0  # the recorded stand-in cannot run trials
+    assert calls and calls[0][0] == "create" and calls[0][1]["backend"] == "swarm"
