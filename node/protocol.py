@@ -14,6 +14,16 @@ Algorithm in brief
 * Merging two states keeps, per address, the entry with the larger ``(version, origin)``.
   This is a join (commutative, associative, idempotent), so gossip converges whatever
   the order and duplication of messages.
+* Node entries (app ``NODE_APP``) are not leased: a node writes its own entry when it
+  starts and whenever it finds it missing, deleted or changed, never on a timer, and the
+  entry stays healthy until a tombstone deletes it (``leased`` is the one place that
+  says so). Liveness comes from the exchanges instead (``liveness``): a failed exchange
+  makes the peer a suspect, ``probe_fanout`` other peers are asked to reach it, and when
+  none can, in ``probe_waves`` waves, the suspect is *marked down* by a tombstone of its
+  entry. A live node that receives a tombstone of its own entry re-registers at once with
+  a newer version (a refutation), so a false suspicion heals in one propagation time.
+  A converged cluster at rest therefore makes no versioned write, and every exchange of
+  converged peers is one summary.
 * Leases are measured in durations, never in another machine's timestamps. An entry
   carries its *age* on the wire (seconds since the renewal it records); the receiver
   stores ``renewed_at = now - age`` on its own clock. On every node an entry is
@@ -38,13 +48,14 @@ Algorithm in brief
       Push {entries, want}                ──▶  merge entries     (only when buckets differ)
                                           ◀──  PushReply {entries wanted}
 
-* Every round a node renews its own entry (app ``NODE_APP``), drops what is gone, and
+* Every round a node re-registers itself if needed (see above), drops what is gone, and
   exchanges with ``fanout`` peers chosen uniformly among the live node entries it holds
-  (``select_peers``); seeds are retried while unreachable, so a cluster re-forms after
-  a partition or a full restart.
+  (``select_peers``); seeds are retried while unreachable or marked down, so a cluster
+  re-forms after a partition (each side marks the other down, and on heal every node
+  refutes) or a full restart.
 * A down, slow or cut-off peer costs the exchange at most the node's ``timeout``; the
-  failure is logged and counted (``sd_gossip_exchanges_failed_total``) and the round
-  goes on.
+  failure is logged and counted (``sd_gossip_exchanges_failed_total``), the peer becomes
+  a suspect, and the round goes on.
 
 Where each part lives: this module holds the data and its rules (entries, merge,
 leases, buckets, peer choice); ``wire`` the messages, their versioned JSON encoding
@@ -60,6 +71,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import random
 import re
 import zlib
@@ -67,7 +79,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 NODE_APP = "service-discovery"
-"""app_name under which every node registers itself; such entries are the peers."""
+"""app_name under which every node registers itself; such entries are the peers (not leased)."""
 
 HEALTHY = "healthy"
 EXPIRED = "expired"
@@ -148,17 +160,34 @@ class Entry:
 
         Boundaries are half-open: healthy on ``[renewed_at, renewed_at + ttl)``, expired
         on ``[renewed_at + ttl, renewed_at + ttl + expire_grace)``, gone afterwards; a
-        tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone.
+        tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone. An entry
+        that is not ``leased`` (a node's) is healthy until a tombstone replaces it.
         """
         # Compare instants, not ages: ``now - renewed_at < ttl`` can round the other way.
         t = self.renewed_at
         if self.deleted:
             return DELETED if now < t + lease.tombstone_ttl else GONE
-        if now < t + lease.ttl:
+        if not leased(self) or now < t + lease.ttl:
             return HEALTHY
         if now < t + lease.ttl + lease.expire_grace:
             return EXPIRED
         return GONE
+
+
+def leased(entry: Entry) -> bool:
+    """Tell whether an entry's life is a lease (client instances) or lasts until deleted (nodes).
+
+    The one place that exempts node entries from leases: ``Entry.status``, ``gone_at``
+    and ``healthy_until`` (hence ``live_peers`` and every listing) read it.
+    """
+    return entry.app_name != NODE_APP
+
+
+def healthy_until(entry: Entry, lease: Lease) -> float:
+    """Return the instant from which ``entry`` is no longer healthy (see Entry.status)."""
+    if entry.deleted:
+        return entry.renewed_at
+    return entry.renewed_at + lease.ttl if leased(entry) else math.inf
 
 
 def merge(local: Mapping[str, Entry], remote: Iterable[Entry]) -> dict[str, Entry]:
@@ -187,7 +216,7 @@ def gone_at(entry: Entry, lease: Lease) -> float:
     """Return the instant from which ``entry`` no longer exists (see Entry.status)."""
     if entry.deleted:
         return entry.renewed_at + lease.tombstone_ttl
-    return entry.renewed_at + lease.ttl + lease.expire_grace
+    return entry.renewed_at + lease.ttl + lease.expire_grace if leased(entry) else math.inf
 
 
 def is_live(entry: Entry, now: float, lease: Lease) -> bool:
@@ -333,7 +362,7 @@ def _in_sorted(items: Sequence[str], value: str) -> bool:
 
 
 def live_peers(entries: Iterable[Entry], now: float, lease: Lease, me: str) -> list[str]:
-    """Return the addresses of node entries that are healthy at ``now``, except ``me``."""
+    """Return the addresses of node entries that are healthy at ``now`` (not marked down), except ``me``."""
     return [
         e.address
         for e in entries
