@@ -156,8 +156,11 @@ class Node:
         except Exception:  # a broken store must not kill the loop
             log.exception("renew/probe/sweep failed")
         if peers is None:
+            live, suspects = self.peers(), self.detector.suspects()
+            if suspects:  # being probed: another exchange would only stall this round
+                live = [p for p in live if p not in suspects]
             peers = protocol.select_peers(
-                self.rng, self.peers(), self.config.seeds, self.address, self.config.fanout, presorted=True
+                self.rng, live, self.config.seeds, self.address, self.config.fanout, presorted=True
             )
         # Every exchange of a round offers the state the round started with, whether the
         # exchanges run in parallel (nodes) or one after another (simulation): what one
