@@ -8,7 +8,7 @@ down marks and refutations the nodes counted (``sd_gossip_*_total``), summed, an
 samples showed a live node missing. Every node is alive all along, so every down mark is a
 false one; the issue's target is none.
 
-Usage: python bench/loss_soak.py [--nodes 10] [--loss 10] [--seconds 300] [--image sd-node:latest]
+Usage: python bench/loss_soak.py [--nodes 10] [--loss 10] [--seconds 300] [--image sd-node:latest] [--waves 2]
 After a crash: python -m harness gc.
 """
 
@@ -49,9 +49,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=300.0, help="length of the soak")
     ap.add_argument("--every", type=float, default=2.0, help="seconds between two samples")
     ap.add_argument("--image", default=DEFAULT_IMAGE, help="node image (default %(default)s)")
+    ap.add_argument("--waves", type=int, default=None, help="SD_PROBE_WAVES of the nodes (default: the preset's)")
     args = ap.parse_args()
+    env = {"SD_PROBE_WAVES": str(args.waves)} if args.waves is not None else {}
     with Cluster(nodes=args.nodes, name=f"bench-soak-{os.getpid()}", client=connect(), timeline=False,
-                 start_timeout=180, image=args.image) as cluster:
+                 start_timeout=180, image=args.image, env=env) as cluster:
         cluster.wait_converged(timeout=120)
         before = totals(cluster)
         for n in cluster.nodes:
@@ -70,7 +72,8 @@ def main() -> None:
         took = time.monotonic() - t0
         after = totals(cluster)
     delta = {c: after[c] - before[c] for c in COUNTERS}
-    print(f"\nimage {args.image}; N={args.nodes}, {args.loss:g} % loss on every node for {took:.0f} s;"
+    print(f"\nimage {args.image}; {env or 'preset probe waves'}; N={args.nodes}, {args.loss:g} % loss on every node"
+          f" for {took:.0f} s;"
           f" {samples} samples, one every {args.every:g} s; {os.cpu_count()} CPUs")
     for c in COUNTERS:
         print(f"  {c:<36}{delta[c]:>10.0f}")

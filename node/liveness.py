@@ -100,7 +100,7 @@ class Detector:
         with self._lock:
             if peer in self._suspects or len(self._suspects) >= node.config.max_suspects:
                 return
-            s = self._suspects[peer] = Suspicion(peer, entry.stamp)
+            s = self._suspects[peer] = Suspicion(peer, entry.stamp, running=True)
         node.stats.add(suspicions=1)
         log.info("suspect %s: exchange failed; probing", peer)
         self._launch(s)
@@ -110,18 +110,20 @@ class Detector:
         now = self.node.clock.now()
         with self._lock:
             due = [s for s in self._suspects.values() if not s.running and now >= s.next_at]
+            for s in due:  # claimed here: a round run on request may tick alongside the loop
+                s.running = True
         for s in due:
             self._launch(s)
 
     def _launch(self, s: Suspicion) -> None:
-        """Start one wave against ``s.target``: a direct ping and ``probe_fanout`` probes."""
+        """Start one wave against ``s.target`` (claimed: ``running``): a direct ping and ``probe_fanout`` probes."""
         node = self.node
         others = [p for p in node.peers() if p != s.target]
         helpers = node.rng.sample(others, min(node.config.probe_fanout, len(others)))
         calls: list[Callable[[], str]] = [partial(self.ping, s.target)]
         calls += [partial(self._probe, h, s.target) for h in helpers]
         with self._lock:
-            s.running, s.outcomes, s.calls, s.helpers = True, [], len(calls), len(helpers)
+            s.outcomes, s.calls, s.helpers = [], len(calls), len(helpers)
         for call in calls:
             if self._executor is not None:
                 self._executor.submit(self._run, s, call)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 
 import pytest
 
 from harness.sim import SIM, SimCluster
 from node import wire
-from node.app import create_app
+from node.app import build_node, create_app
+from node.config import TEST
+from node.gossip import lease_of
 from node.protocol import NODE_APP
+from node.store import Store
 
 ROUND = SIM.interval
 BOUND = 3.0  # seconds: the issue's target for every live node to report a killed one
@@ -173,3 +178,40 @@ def test_a_converged_cluster_at_rest_writes_nothing_and_exchanges_one_summary(mo
     after = {x: (c.node(x).store.snapshot().clock, c.node(x).store.snapshot().generation) for x in c.nodes}
     assert after == before
     assert len(kinds) == 100 * 20 * SIM.fanout and set(kinds) == {wire.SUMMARY}
+
+
+# -- real nodes' threads: waves on the probe pool -------------------------------------------------
+
+
+def test_nodes_probing_on_their_pools_mark_a_killed_node_down(clock, net):
+    names = [f"n{i}:500{i}" for i in range(1, 6)]
+    nodes = []
+    for i, a in enumerate(names):
+        cfg = dataclasses.replace(TEST, port=5000 + i, advertise=a, seeds=tuple(names[:1]))
+        node = build_node(cfg, store=Store(lease_of(cfg)), clock=clock, rng=random.Random(i), parallel=True)
+        node.transport = net.attach(a, node)
+        nodes.append(node)
+    try:
+        for _ in range(10):
+            for node in nodes:
+                node.run_round()
+        assert all(len(node.peers()) == 4 for node in nodes)
+        net.set_down(names[4])
+        deadline = time.monotonic() + 10
+        while any(names[4] in node.listing() for node in nodes[:4]) and time.monotonic() < deadline:
+            for node in nodes[:4]:
+                node.run_round()
+            time.sleep(0.01)
+        assert not any(names[4] in node.listing() for node in nodes[:4])
+        assert sum(node.stats.down_marks for node in nodes) >= 1
+        for _ in range(100):  # suspicions still in flight end without a second tombstone
+            if not any(node.detector.suspects() for node in nodes[:4]):
+                break
+            for node in nodes[:4]:
+                node.run_round()
+            time.sleep(0.01)
+        assert not any(node.detector.suspects() for node in nodes[:4])
+        assert all(names[i] in node.listing() for node in nodes[:4] for i in range(4))
+    finally:
+        for node in nodes:
+            node.stop()
