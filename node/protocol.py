@@ -14,16 +14,11 @@ Algorithm in brief
 * Merging two states keeps, per address, the entry with the larger ``(version, origin)``.
   This is a join (commutative, associative, idempotent), so gossip converges whatever
   the order and duplication of messages.
-* Node entries (app ``NODE_APP``) are not leased: a node writes its own entry when it
-  starts and whenever it finds it missing, deleted or changed, never on a timer, and the
-  entry stays healthy until a tombstone deletes it (``leased`` is the one place that
-  says so). Liveness comes from the exchanges instead (``liveness``): a failed exchange
-  makes the peer a suspect, ``probe_fanout`` other peers are asked to reach it, and when
-  none can, in ``probe_waves`` waves, the suspect is *marked down* by a tombstone of its
-  entry. A live node that receives a tombstone of its own entry re-registers at once with
-  a newer version (a refutation), so a false suspicion heals in one propagation time.
-  A converged cluster at rest therefore makes no versioned write, and every exchange of
-  converged peers is one summary.
+* Node entries (``NODE_APP``) are not leased (``leased``): a node writes its own when it
+  starts and when it finds it missing, deleted or changed, never on a timer, so a cluster
+  at rest writes nothing. Liveness comes from the exchanges (``liveness``): a peer that
+  fails one and that other peers cannot reach either is *marked down* by a tombstone of its
+  entry; a live node that receives its own tombstone re-registers above it (a refutation).
 * Leases are measured in durations, never in another machine's timestamps. An entry
   carries its *age* on the wire (seconds since the renewal it records); the receiver
   stores ``renewed_at = now - age`` on its own clock. On every node an entry is
@@ -48,11 +43,10 @@ Algorithm in brief
       Push {entries, want}                ──▶  merge entries     (only when buckets differ)
                                           ◀──  PushReply {entries wanted}
 
-* Every round a node re-registers itself if needed (see above), drops what is gone, and
-  exchanges with ``fanout`` peers chosen uniformly among the live node entries it holds
+* Every round a node re-registers itself if needed, drops what is gone, and exchanges
+  with ``fanout`` peers chosen uniformly among the live node entries it holds
   (``select_peers``); seeds are retried while unreachable or marked down, so a cluster
-  re-forms after a partition (each side marks the other down, and on heal every node
-  refutes) or a full restart.
+  re-forms after a partition (on heal, every node marked down refutes) or a full restart.
 * A down, slow or cut-off peer costs the exchange at most the node's ``timeout``; the
   failure is logged and counted (``sd_gossip_exchanges_failed_total``), the peer becomes
   a suspect, and the round goes on.
@@ -71,7 +65,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import math
 import random
 import re
 import zlib
@@ -160,8 +153,7 @@ class Entry:
 
         Boundaries are half-open: healthy on ``[renewed_at, renewed_at + ttl)``, expired
         on ``[renewed_at + ttl, renewed_at + ttl + expire_grace)``, gone afterwards; a
-        tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone. An entry
-        that is not ``leased`` (a node's) is healthy until a tombstone replaces it.
+        tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone. Not ``leased``: healthy until deleted.
         """
         # Compare instants, not ages: ``now - renewed_at < ttl`` can round the other way.
         t = self.renewed_at
@@ -175,19 +167,13 @@ class Entry:
 
 
 def leased(entry: Entry) -> bool:
-    """Tell whether an entry's life is a lease (client instances) or lasts until deleted (nodes).
-
-    The one place that exempts node entries from leases: ``Entry.status``, ``gone_at``
-    and ``healthy_until`` (hence ``live_peers`` and every listing) read it.
-    """
+    """Tell whether ``entry`` lives by its lease (clients) or until deleted (nodes): the one place that says so."""
     return entry.app_name != NODE_APP
 
 
 def healthy_until(entry: Entry, lease: Lease) -> float:
     """Return the instant from which ``entry`` is no longer healthy (see Entry.status)."""
-    if entry.deleted:
-        return entry.renewed_at
-    return entry.renewed_at + lease.ttl if leased(entry) else math.inf
+    return entry.renewed_at + (0.0 if entry.deleted else lease.ttl if leased(entry) else float("inf"))
 
 
 def merge(local: Mapping[str, Entry], remote: Iterable[Entry]) -> dict[str, Entry]:
@@ -216,7 +202,7 @@ def gone_at(entry: Entry, lease: Lease) -> float:
     """Return the instant from which ``entry`` no longer exists (see Entry.status)."""
     if entry.deleted:
         return entry.renewed_at + lease.tombstone_ttl
-    return entry.renewed_at + lease.ttl + lease.expire_grace if leased(entry) else math.inf
+    return entry.renewed_at + lease.ttl + lease.expire_grace if leased(entry) else float("inf")
 
 
 def is_live(entry: Entry, now: float, lease: Lease) -> bool:

@@ -169,9 +169,9 @@ def test_a_converged_cluster_at_rest_writes_nothing_and_exchanges_one_summary(mo
     kinds: list[object] = []
     deliver = c.network.deliver
 
-    def counting(src, dst, message):
+    def counting(src, dst, message, *more):
         kinds.append(message.get("type"))
-        return deliver(src, dst, message)
+        return deliver(src, dst, message, *more)
 
     monkeypatch.setattr(c.network, "deliver", counting)
     c.step(100)  # 20 virtual seconds: three times the client lease
