@@ -7,11 +7,11 @@ max, in % of one core), the cluster's total in cores, and the rounds per second 
 against the 1 / interval it was asked for: when rounds overrun their interval (a CPU-bound
 host) the loop skips ticks, and dissemination measured in seconds slows down accordingly.
 
-At rest is not idle: every node renews its own entry every ttl/3, so summaries keep differing
-and most exchanges take both requests of the protocol. The HEALTHCHECK (bash, every 5 s) is
-counted in each container's CPU.
+At rest a converged cluster makes no versioned write (node entries are not leased), so every
+exchange is one summary answered "converged". The HEALTHCHECK (bash, every 5 s) is counted in
+each container's CPU.
 
-Usage: python bench/cluster_cpu.py [--sizes 10,20,40] [--interval 0.2] [--seconds 20]
+Usage: python bench/cluster_cpu.py [--sizes 10,20,40] [--interval 0.2] [--seconds 20] [--image sd-node:latest]
 After a crash: python -m harness gc.
 """
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import hostlimits  # noqa: E402
-from harness.cluster import Cluster, connect  # noqa: E402
+from harness.cluster import DEFAULT_IMAGE, Cluster, connect  # noqa: E402
 
 ROUNDS = "sd_gossip_rounds_total"
 
@@ -49,9 +49,9 @@ def rounds(cluster: Cluster) -> list[float]:
     return [samples[x][ROUNDS] for x in cluster.nodes]
 
 
-def measure(n: int, interval: float, seconds: float, client) -> dict:
+def measure(n: int, interval: float, seconds: float, client, image: str = DEFAULT_IMAGE) -> dict:
     cluster = Cluster(nodes=n, name=f"bench-cpu-{n}", client=client, interval=interval, timeline=False,
-                      start_timeout=180)
+                      start_timeout=180, image=image)
     cluster.up()
     try:
         cluster.wait_converged(timeout=120)
@@ -77,17 +77,19 @@ def main() -> None:
     ap.add_argument("--sizes", default="10,20,40", help="comma-separated cluster sizes")
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between gossip rounds")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the measuring window")
+    ap.add_argument("--image", default=DEFAULT_IMAGE, help="node image (default %(default)s)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     client = connect()
     hostlimits.check_neighbour_table(max(sizes))
     rows = []
     for n in sizes:
-        rows.append(measure(n, args.interval, args.seconds, client))
+        rows.append(measure(n, args.interval, args.seconds, client, args.image))
         r = rows[-1]
         print(f"  N={n:<3} node CPU median {r['cpu_median']:.2f} % max {r['cpu_max']:.2f} %  "
               f"cluster {r['cores']:.2f} cores  rounds/s {r['rate']:.2f}", flush=True)
-    print(f"\ncluster at rest, converged; fanout 3, interval {args.interval:g} s (asked: {1 / args.interval:.1f} "
+    print(f"\nimage {args.image}; cluster at rest, converged; fanout 3, interval {args.interval:g} s"
+          f" (asked: {1 / args.interval:.1f} "
           f"rounds/s); {os.cpu_count()} CPUs; window {args.seconds:g} s")
     print(f"{'N':>4}{'node CPU % (median)':>21}{'max':>7}{'cluster cores':>15}{'rounds/s run':>14}{'/ asked':>9}")
     for r in rows:

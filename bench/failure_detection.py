@@ -3,21 +3,19 @@
 For every N: a harness cluster (local preset unless --ttl/--interval), converged, then per
 repeat one non-seed node is killed (``Cluster.kill``, SIGKILL) and every other node's
 ``/registry/list`` is polled (each node by its own thread, every --poll s) until it shows the
-victim's entry (``n<k>:5000``) as anything but ``healthy``. Per repeat it prints the first,
-median and last node to see it; "all" is the last. The victim is then started again and the
-next repeat waits until every node lists it healthy.
+victim's entry (``n<k>:5000``) as anything but ``healthy`` (absent, once marked down). Per
+repeat it prints the first, median and last node to see it; "all" is the last. The victim is
+then started again and the next repeat waits until every node lists it healthy.
 
-What to expect. A node renews its own entry every ttl/3 (checked once per gossip round); an
-entry is healthy on a node while its age there is below ttl, and expiry is evaluated locally
-on read: no message is needed to detect a failure. So all nodes flip when the last renewal
-the victim made reaches ttl of age: ``ttl - age of that renewal at the kill``, between
-``ttl - ttl/3 - interval`` and ``ttl``, mean about ``ttl - ttl/6``. Gossip only shifts this by
-the message delay (ages travel without it) and, if the kill races a renewal still spreading,
-makes some nodes flip earlier. Right after the kill the benchmark reads that age from every
-survivor (/registry/entries) and prints the prediction ``ttl - age`` beside the measurement.
-Bound printed: ttl + 3 rounds (message delay and polling slack).
+What to expect. Node entries are not leased (node/liveness.py): a node whose exchange with
+the victim fails (after at most ``timeout``) probes it in ``probe_waves`` waves (a direct
+ping and ``probe_fanout`` indirect probes, each wave at most 2 x timeout, the next one at the
+following round) and then marks it down with a tombstone that spreads like any write. With
+fanout f of N - 1 peers, some node tries the victim within a round or two; so the first
+verdict comes about ``interval + timeout + waves x (timeout + interval)`` after the kill and
+reaches everyone a few rounds later. The issue's target: all nodes within 3 s at N = 40.
 
-Usage: python bench/failure_detection.py [--sizes 10,40] [--repeats 3] [--ttl 6]
+Usage: python bench/failure_detection.py [--sizes 10,40] [--repeats 3] [--image sd-node:latest]
 After a crash: python -m harness gc.
 """
 
@@ -38,13 +36,13 @@ import docker.errors as docker_errors
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.cluster import NODE_PORT, Cluster, connect  # noqa: E402
+from harness.cluster import DEFAULT_IMAGE, NODE_PORT, Cluster, connect  # noqa: E402
 from harness.wait import wait_until  # noqa: E402
 from node.config import LOCAL  # noqa: E402
 
 DETECT_TIMEOUT = 60.0  # seconds a detection may take before the repeat counts as failed
 SEEDS = 2  # the harness seeds every node with n1, n2: never kill those
-TARGET = 10.0  # the issue's target: killed node reported by all in under 10 s at N = 40
+TARGET = 3.0  # the issue's target: killed node reported by all in under 3 s at N = 40
 REFERENCE = "chitchat: a dead node detected in < 10 s at 20 to 100 nodes (gossip every 300 ms, in-memory)"
 
 
@@ -57,19 +55,6 @@ def statuses(cluster: Cluster, nodes: list[str], address: str) -> dict[str, str 
 def all_report(cluster: Cluster, nodes: list[str], address: str, want: str) -> list[str]:
     """Return the nodes whose list does not (yet) show ``address`` as ``want``."""
     return [n for n, s in statuses(cluster, nodes, address).items() if s != want]
-
-
-def ages_after_kill(cluster: Cluster, nodes: list[str], address: str, t_kill: float) -> list[float]:
-    """Return, per survivor, the age the victim's last renewal had at the kill instant."""
-
-    def one(n):
-        t0 = time.monotonic()
-        e = cluster.views([n], path="/registry/entries").get(n, {}).get(address)
-        t1 = time.monotonic()
-        return None if e is None else e["age"] - ((t0 + t1) / 2 - t_kill)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return [a for a in pool.map(one, nodes) if a is not None]
 
 
 def detect(cluster: Cluster, victim: str, poll: float) -> dict:
@@ -100,14 +85,12 @@ def detect(cluster: Cluster, victim: str, poll: float) -> dict:
     t1 = time.monotonic()
     t_kill = death_instant(cluster, victim, t0, t1)
     with ThreadPoolExecutor(max_workers=len(survivors)) as pool:
-        futures = [pool.submit(watch, n) for n in survivors]
-        ages = ages_after_kill(cluster, survivors, address, t_kill)
-        for f in futures:
+        for f in [pool.submit(watch, n) for n in survivors]:
             f.result()
     times = sorted(t - t_kill for t in seen.values())
     missing = [n for n in survivors if n not in seen]
     return {"victim": victim, "times": times, "missing": missing, "flipped_back": flipped_back,
-            "kill_call": t1 - t0, "predicted": max(0.0, cluster_ttl(cluster) - min(ages)) if ages else None}
+            "kill_call": t1 - t0}
 
 
 def death_instant(cluster: Cluster, victim: str, t0: float, t1: float) -> float:
@@ -124,10 +107,6 @@ def death_instant(cluster: Cluster, victim: str, t0: float, t1: float) -> float:
         return t0  # conservative: the start of the kill call
 
 
-def cluster_ttl(cluster: Cluster) -> float:
-    return cluster.ttl if cluster.ttl is not None else LOCAL.ttl
-
-
 def settle(cluster: Cluster, victim: str) -> None:
     """Start ``victim`` again and wait until every node lists it healthy."""
     cluster.start(victim)
@@ -142,7 +121,7 @@ def run_size(n: int, args, client) -> list[dict]:
     name = f"bench-fd-{os.getpid()}-{n}"
     results = []
     with Cluster(nodes=n, name=name, client=client, timeline=False, ttl=args.ttl, interval=args.interval,
-                 start_timeout=180) as cluster:
+                 start_timeout=180, image=args.image) as cluster:
         cluster.wait_converged(timeout=120)
         everyone = [f"{m}:{NODE_PORT}" for m in cluster.nodes]
         out = wait_until(lambda: [a for a in everyone if all_report(cluster, cluster.nodes, a, "healthy")],
@@ -155,10 +134,9 @@ def run_size(n: int, args, client) -> list[dict]:
             r = detect(cluster, victim, args.poll)
             results.append(r)
             t = r["times"]
-            pred = f"{r['predicted']:.2f}" if r["predicted"] is not None else "?"
             print(f"  N={n:<3} repeat {rep + 1} kill {victim:<4} first {t[0] if t else float('nan'):5.2f} s"
                   f"  median {statistics.median(t) if t else float('nan'):5.2f} s"
-                  f"  all {t[-1] if t and not r['missing'] else float('nan'):5.2f} s  predicted {pred} s"
+                  f"  all {t[-1] if t and not r['missing'] else float('nan'):5.2f} s"
                   f"  (kill call {r['kill_call']:.2f} s; undetected {len(r['missing'])};"
                   f" flipped back {len(r['flipped_back'])})",
                   flush=True)
@@ -174,6 +152,7 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=None,
                     help=f"gossip interval seconds (default: local preset, {LOCAL.interval:g})")
     ap.add_argument("--poll", type=float, default=0.2, help="seconds between two polls of one node")
+    ap.add_argument("--image", default=DEFAULT_IMAGE, help="node image (default %(default)s)")
     args = ap.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     client = connect()
@@ -182,27 +161,22 @@ def main() -> None:
     results = {n: run_size(n, args, client) for n in sizes}
 
     med = statistics.median
-    low, bound = ttl - ttl / 3 - interval, ttl + 3 * interval
     print()
-    print(f"ttl {ttl:g} s, renewal every ttl/3 = {ttl / 3:.2f} s, gossip every {interval:g} s; {os.cpu_count()} CPUs; "
-          f"poll every {args.poll:g} s per node;\n"
+    print(f"image {args.image}; ttl {ttl:g} s (client leases only), gossip every {interval:g} s,"
+          f" timeout {LOCAL.timeout:g} s, probe fanout {LOCAL.probe_fanout}, {LOCAL.probe_waves} wave(s);"
+          f" {os.cpu_count()} CPUs; poll every {args.poll:g} s per node;\n"
           f"times from the victim's death (Docker's FinishedAt); medians over {args.repeats} kills")
-    print(f"expected: ttl - age of the last renewal at the kill, in [{low:.1f}, {ttl:.1f}] s;"
-          f" bound ttl + 3 rounds = {bound:.1f} s")
-    print(f"{'N':>4}{'all (median)':>14}{'all (max)':>11}{'first':>8}{'predicted':>11}{'bound':>8}{'target':>8}"
-          "  verdict")
+    print(f"{'N':>4}{'all (median)':>14}{'all (max)':>11}{'first':>8}{'target':>8}  verdict")
     for n, rs in results.items():
         done = [r for r in rs if not r["missing"]]
         alls = [r["times"][-1] for r in done]
         firsts = [r["times"][0] for r in rs if r["times"]]
-        preds = [r["predicted"] for r in rs if r["predicted"] is not None]
         if len(done) < len(rs):
             verdict = f"{len(rs) - len(done)} kill(s) not seen by all within {DETECT_TIMEOUT:g} s"
         else:
             verdict = "under target" if max(alls) < TARGET else "OVER target"
         print(f"{n:>4}{med(alls) if alls else float('nan'):>12.2f} s{max(alls) if alls else float('nan'):>9.2f} s"
-              f"{med(firsts) if firsts else float('nan'):>6.2f} s{med(preds) if preds else float('nan'):>9.2f} s"
-              f"{bound:>6.1f} s{TARGET:>6.0f} s  {verdict}")
+              f"{med(firsts) if firsts else float('nan'):>6.2f} s{TARGET:>6.0f} s  {verdict}")
     print(f"reference: {REFERENCE}; issue target: all nodes in < {TARGET:g} s at N = 40")
 
 

@@ -280,7 +280,7 @@ class SimCluster:
     stop = kill
 
     def start(self, node: str) -> None:
-        """Start a killed node again on its store; it renews its own entry in its first round."""
+        """Start a killed node again on its store; once it learns it was marked down, it re-registers."""
         self._set_down(node, False)
 
     restart = start

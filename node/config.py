@@ -73,11 +73,15 @@ class Config:
     cluster: str = DEFAULT_CLUSTER
     # Serve /admin/* (the clock offset); off, they answer 403.
     enable_admin: bool = False
-
-    @property
-    def renew_every(self) -> float:
-        """Seconds between renewals of the node's own entry: a third of its lease."""
-        return self.ttl / 3
+    # -- failure detection (node/liveness.py); node entries are not leased --
+    # Other peers asked to reach a suspect (SWIM's indirect probes, k; memberlist: 3).
+    probe_fanout: int = 3
+    # Probe waves, one gossip round apart, that must all fail before a suspect is
+    # marked down (1 + retries: a second wave rides out lost packets).
+    probe_waves: int = 2
+    # Suspects probed at once; a failed exchange with a further peer is not followed
+    # up until one of them is settled (bounds the probes after a partition).
+    max_suspects: int = 4
 
     def advertised(self) -> str:
         """Return the host:port peers use for this node."""
@@ -116,7 +120,7 @@ class Config:
         for name in ("expire_grace", "max_future"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("fanout", "threads"):
+        for name in ("fanout", "threads", "probe_waves", "max_suspects"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.clock_offset) and abs(self.clock_offset) <= MAX_CLOCK_OFFSET):
@@ -129,6 +133,8 @@ class Config:
             check_cluster(self.cluster)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if self.probe_fanout < 0:
+            raise ConfigError(f"probe_fanout must be >= 0, got {self.probe_fanout}")
 
 
 DEFAULT = Config()
@@ -164,6 +170,10 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "gossip-keys": (str, "comma-separated base64 32-byte keys; the first signs, all verify (none: open gossip)"),
     "cluster": (str, "cluster id signed into every gossip message"),
     "enable-admin": (bool, "serve /admin/* (clock offset); off by default"),
+    # failure detection
+    "probe-fanout": (int, "peers asked to probe a suspect indirectly"),
+    "probe-waves": (int, "probe waves that must all fail before a suspect is marked down"),
+    "max-suspects": (int, "suspects probed at once"),
 }
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

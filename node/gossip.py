@@ -1,13 +1,14 @@
 """A registry node: its store, its gossip rounds, and the endpoint peers talk to.
 
-A round renews this node's own entry, drops what is gone, picks peers
+A round re-registers this node if its entry is missing or marked down, starts the
+probe waves that are due (``liveness``), drops what is gone, picks peers
 (``protocol.select_peers``) and runs one exchange with each, concurrently when an
 executor is given. The exchange's logic is ``handshake``'s; the node only moves its
 messages over the transport (encoded by ``wire``), merges what they bring into the
 store and counts messages and bytes, once per side. Failures of one peer are counted,
-logged and never stop the round or the loop. Its ``keyring`` (from the config's gossip
-keys and cluster id) signs and checks its messages in the transports; a message it
-refuses is counted by reason and never decoded.
+logged, make the peer a suspect, and never stop the round or the loop. Its ``keyring``
+(from the config's gossip keys and cluster id) signs and checks its messages in the
+transports; a message it refuses is counted by reason and never decoded.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from . import handshake, protocol, wire
 from .clock import Clock
 from .config import Config
 from .keyring import REASONS, Keyring, parse_keys
+from .liveness import Detector
 from .protocol import NODE_APP, Entry, Lease
 from .snapshot import Snapshot
 from .store import Store, Written
@@ -66,6 +68,9 @@ class Stats:
     merges_applied: int = 0
     # reason (keyring.REASONS) -> messages refused, requests and replies alike
     rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    suspicions: int = 0  # peers suspected after a failed exchange
+    down_marks: int = 0  # suspects this node marked down (tombstones of their entries)
+    refutations: int = 0  # times this node found itself marked down and re-registered
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -108,6 +113,8 @@ class Node:
         self.lease = store.lease
         self.stats = Stats()
         self._executor = ThreadPoolExecutor(config.fanout + 1, thread_name_prefix="gossip") if parallel else None
+        self._probes = ThreadPoolExecutor(config.probe_fanout + 1, thread_name_prefix="probe") if parallel else None
+        self.detector = Detector(self, self._probes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -123,14 +130,19 @@ class Node:
         return self.store.write_local(address, self.clock.now(), int(self.clock.wall()), self.address, deleted=True)
 
     def renew_self(self) -> None:
-        """Register this node as an entry when missing, changed or due for renewal."""
-        now = self.clock.now()
-        mine = self.store.get(self.address, now)
-        if (
-            mine is None or mine.deleted or mine.app_name != NODE_APP
-            or now - mine.renewed_at >= self.config.renew_every
-        ):
+        """Register this node when its entry is missing, of another app, or deleted.
+
+        Never on a timer: node entries are not leased (``protocol.leased``). A deleted
+        entry means a peer marked this node down (or an operator deregistered it): the new
+        write beats that tombstone (its version is above every version seen here), which
+        refutes it.
+        """
+        mine = self.store.get(self.address, self.clock.now())
+        if mine is None or mine.deleted or mine.app_name != NODE_APP:
             self.register(self.address, NODE_APP)
+            if mine is not None and mine.deleted:
+                self.stats.add(refutations=1)
+                log.warning("marked down by %s: refuting", mine.origin)
 
     # -- views -------------------------------------------------------------------------
 
@@ -150,12 +162,16 @@ class Node:
         self.stats.add(rounds=1)
         try:
             self.renew_self()
+            self.detector.tick()
             self.store.sweep(self.clock.now())
         except Exception:  # a broken store must not kill the loop
-            log.exception("renew/sweep failed")
+            log.exception("renew/probe/sweep failed")
         if peers is None:
+            live, suspects = self.peers(), self.detector.suspects()
+            if suspects:  # being probed: another exchange would only stall this round
+                live = [p for p in live if p not in suspects]
             peers = protocol.select_peers(
-                self.rng, self.peers(), self.config.seeds, self.address, self.config.fanout, presorted=True
+                self.rng, live, self.config.seeds, self.address, self.config.fanout, presorted=True
             )
         # Every exchange of a round offers the state the round started with, whether the
         # exchanges run in parallel (nodes) or one after another (simulation): what one
@@ -176,6 +192,8 @@ class Node:
                 self.stats.reject(exc.reason)
             result.error = str(exc)
             log.info("exchange with %s failed: %s", peer, exc)
+            if isinstance(exc, TransportError):
+                self.detector.suspect(peer)
         except Exception as exc:  # noqa: BLE001 - the loop must survive anything
             result.error = f"{type(exc).__name__}: {exc}"
             log.exception("exchange with %s failed", peer)
@@ -210,8 +228,14 @@ class Node:
         result.received = len(self.merge(pulled))
 
     def merge(self, entries: Iterable[Entry]) -> list[Entry]:
-        """Merge entries gossip brought into the store; return those that changed it."""
-        return self.store.apply(entries, self.clock.now(), self.stats.rounds)
+        """Merge entries gossip brought into the store; return those that changed it.
+
+        A change to this node's own entry (a tombstone: marked down) is refuted at once.
+        """
+        changed = self.store.apply(entries, self.clock.now(), self.stats.rounds)
+        if any(e.address == self.address for e in changed):
+            self.renew_self()
+        return changed
 
     # -- gossip: responder ----------------------------------------------------------------
 
@@ -219,6 +243,8 @@ class Node:
         """Answer one gossip message from a peer; raise ProtocolError when malformed."""
         now = self.clock.now()
         request = wire.decode_request(message, now)
+        if isinstance(request, (wire.Ping, wire.Probe)):
+            return wire.encode(self.detector.answer(request), now)
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
             self.stats.add(merges_applied=len(self.merge(news)))
@@ -245,8 +271,9 @@ class Node:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._executor, self._probes):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def _loop(self) -> None:
         interval = self.config.interval

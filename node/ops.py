@@ -37,6 +37,9 @@ class NodeCollector:
             ("sd_gossip_bytes_received", "Gossip bytes received, as initiator and responder, HTTP headers included",
              s.bytes_received),
             ("sd_gossip_merges_applied", "Entries changed by merging gossip", s.merges_applied),
+            ("sd_gossip_suspicions", "Peers suspected after a failed exchange", s.suspicions),
+            ("sd_gossip_down_marks", "Suspects marked down by this node", s.down_marks),
+            ("sd_gossip_refutations", "Times this node found itself marked down and re-registered", s.refutations),
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)

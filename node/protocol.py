@@ -14,6 +14,11 @@ Algorithm in brief
 * Merging two states keeps, per address, the entry with the larger ``(version, origin)``.
   This is a join (commutative, associative, idempotent), so gossip converges whatever
   the order and duplication of messages.
+* Node entries (``NODE_APP``) are not leased (``leased``): a node writes its own when it
+  starts and when it finds it missing, deleted or changed, never on a timer, so a cluster
+  at rest writes nothing. Liveness comes from the exchanges (``liveness``): a peer that
+  fails one and that other peers cannot reach either is *marked down* by a tombstone of its
+  entry; a live node that receives its own tombstone re-registers above it (a refutation).
 * Leases are measured in durations, never in another machine's timestamps. An entry
   carries its *age* on the wire (seconds since the renewal it records); the receiver
   stores ``renewed_at = now - age`` on its own clock. On every node an entry is
@@ -38,13 +43,13 @@ Algorithm in brief
       Push {entries, want}                ──▶  merge entries     (only when buckets differ)
                                           ◀──  PushReply {entries wanted}
 
-* Every round a node renews its own entry (app ``NODE_APP``), drops what is gone, and
-  exchanges with ``fanout`` peers chosen uniformly among the live node entries it holds
-  (``select_peers``); seeds are retried while unreachable, so a cluster re-forms after
-  a partition or a full restart.
+* Every round a node re-registers itself if needed, drops what is gone, and exchanges
+  with ``fanout`` peers chosen uniformly among the live node entries it holds
+  (``select_peers``); seeds are retried while unreachable or marked down, so a cluster
+  re-forms after a partition (on heal, every node marked down refutes) or a full restart.
 * A down, slow or cut-off peer costs the exchange at most the node's ``timeout``; the
-  failure is logged and counted (``sd_gossip_exchanges_failed_total``) and the round
-  goes on.
+  failure is logged and counted (``sd_gossip_exchanges_failed_total``), the peer becomes
+  a suspect, and the round goes on.
 
 Where each part lives: this module holds the data and its rules (entries, merge,
 leases, buckets, peer choice); ``wire`` the messages, their versioned JSON encoding
@@ -67,7 +72,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 NODE_APP = "service-discovery"
-"""app_name under which every node registers itself; such entries are the peers."""
+"""app_name under which every node registers itself; such entries are the peers (not leased)."""
 
 HEALTHY = "healthy"
 EXPIRED = "expired"
@@ -148,17 +153,27 @@ class Entry:
 
         Boundaries are half-open: healthy on ``[renewed_at, renewed_at + ttl)``, expired
         on ``[renewed_at + ttl, renewed_at + ttl + expire_grace)``, gone afterwards; a
-        tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone.
+        tombstone is deleted until ``renewed_at + tombstone_ttl``, then gone. Not ``leased``: healthy until deleted.
         """
         # Compare instants, not ages: ``now - renewed_at < ttl`` can round the other way.
         t = self.renewed_at
         if self.deleted:
             return DELETED if now < t + lease.tombstone_ttl else GONE
-        if now < t + lease.ttl:
+        if not leased(self) or now < t + lease.ttl:
             return HEALTHY
         if now < t + lease.ttl + lease.expire_grace:
             return EXPIRED
         return GONE
+
+
+def leased(entry: Entry) -> bool:
+    """Tell whether ``entry`` lives by its lease (clients) or until deleted (nodes): the one place that says so."""
+    return entry.app_name != NODE_APP
+
+
+def healthy_until(entry: Entry, lease: Lease) -> float:
+    """Return the instant from which ``entry`` is no longer healthy (see Entry.status)."""
+    return entry.renewed_at + (0.0 if entry.deleted else lease.ttl if leased(entry) else float("inf"))
 
 
 def merge(local: Mapping[str, Entry], remote: Iterable[Entry]) -> dict[str, Entry]:
@@ -187,7 +202,7 @@ def gone_at(entry: Entry, lease: Lease) -> float:
     """Return the instant from which ``entry`` no longer exists (see Entry.status)."""
     if entry.deleted:
         return entry.renewed_at + lease.tombstone_ttl
-    return entry.renewed_at + lease.ttl + lease.expire_grace
+    return entry.renewed_at + lease.ttl + lease.expire_grace if leased(entry) else float("inf")
 
 
 def status_window(entry: Entry, now: float, lease: Lease) -> tuple[float, float]:
@@ -197,7 +212,8 @@ def status_window(entry: Entry, now: float, lease: Lease) -> tuple[float, float]
     ``until`` +inf after the last.
     """
     t = entry.renewed_at
-    edges = (t + lease.tombstone_ttl,) if entry.deleted else (t + lease.ttl, t + lease.ttl + lease.expire_grace)
+    edges: tuple[float, ...] = ((t + lease.tombstone_ttl,) if entry.deleted else
+                                (t + lease.ttl, t + lease.ttl + lease.expire_grace) if leased(entry) else ())
     since, until = float("-inf"), float("inf")
     for edge in edges:
         if edge <= now:
@@ -350,7 +366,7 @@ def _in_sorted(items: Sequence[str], value: str) -> bool:
 
 
 def live_peers(entries: Iterable[Entry], now: float, lease: Lease, me: str) -> list[str]:
-    """Return the addresses of node entries that are healthy at ``now``, except ``me``."""
+    """Return the addresses of node entries that are healthy at ``now`` (not marked down), except ``me``."""
     return [
         e.address
         for e in entries

@@ -162,7 +162,7 @@ class Snapshot:
         c = self._peers
         if c is None or not c.since <= now < c.until or c.me != me or c.lease != lease:
             peers = sorted(protocol.live_peers(self.entries.values(), now, lease, me))
-            until = min((self.entries[a].renewed_at + lease.ttl for a in peers), default=float("inf"))
+            until = min((protocol.healthy_until(self.entries[a], lease) for a in peers), default=float("inf"))
             c = self._peers = _Peers(now, until, me, lease, peers, frozenset(peers))
         return c.sorted
 
@@ -249,11 +249,11 @@ class Snapshot:
         c = self._peers
         if c is None or not c.since <= now < c.until:
             return None
-        until, me, ttl, known = c.until, c.me, c.lease.ttl, c.members
+        until, me, known = c.until, c.me, c.members
         peer = dict.fromkeys(deletes, False)  # address -> is a peer after the write
         for e in upserts:
-            end = e.renewed_at + ttl
-            healthy = now < end and not e.deleted and e.app_name == protocol.NODE_APP and e.address != me
+            end = protocol.healthy_until(e, c.lease)
+            healthy = now < end and e.app_name == protocol.NODE_APP and e.address != me
             if healthy:
                 until = min(until, end)
             peer[e.address] = healthy

@@ -85,7 +85,7 @@ Message = Summary | SummaryReply | Push | PushReply
 # -- encoding ------------------------------------------------------------------------------------
 
 
-def encode(message: Message, now: float) -> dict:
+def encode(message: Message | LivenessMessage, now: float) -> dict:
     """Return the JSON object that carries ``message``; entry ages are taken at ``now``."""
     v = PROTOCOL_VERSION
     if type(message) is Summary:
@@ -103,6 +103,8 @@ def encode(message: Message, now: float) -> dict:
         if message.entries:
             reply["entries"] = [entry_to_wire(e, now) for e in message.entries]
         return reply
+    if isinstance(message, (Ping, Probe, Alive)):
+        return encode_liveness(message)
     raise TypeError(f"not a gossip message: {message!r}")
 
 
@@ -128,7 +130,7 @@ def entry_to_wire(entry: Entry, now: float) -> list:
 # -- decoding ------------------------------------------------------------------------------------
 
 
-def decode_request(data: object, now: float) -> Request:
+def decode_request(data: object, now: float) -> Request | LivenessRequest:
     """Return the request ``data`` carries (entries placed on the clock reading ``now``)."""
     data = _versioned(data)
     kind = data.get("type")
@@ -146,6 +148,8 @@ def decode_request(data: object, now: float) -> Request:
         if not isinstance(want, list) or not all(isinstance(a, str) for a in want):
             raise ProtocolError("want must be a list of addresses")
         return Push(sender, entries, want)
+    if kind in LIVENESS_TYPES:
+        return decode_liveness_request(kind, sender, data)
     raise ProtocolError(f"unknown message type {kind!r}")
 
 
@@ -252,3 +256,69 @@ def _is_int(value: object) -> bool:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# -- liveness messages (``liveness``: failure detection from the exchanges) ----------------------
+
+PING = "ping"
+"""Request: are you there? Answered at once with Alive(True); costs no store access."""
+PROBE = "probe"
+"""Request: ping ``target`` for me (SWIM's ping-req); answered with Alive after at most a timeout."""
+LIVENESS_TYPES = frozenset({PING, PROBE})
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A direct liveness check of the receiver."""
+
+    sender: str
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """An indirect liveness check: the receiver pings ``target`` and says whether it answered."""
+
+    sender: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    """Answer to a Ping (always True) or a Probe (whether the target answered the receiver's ping)."""
+
+    alive: bool
+
+
+LivenessRequest = Ping | Probe
+LivenessMessage = Ping | Probe | Alive
+
+
+def encode_liveness(message: LivenessMessage) -> dict:
+    """Return the JSON object that carries a liveness message."""
+    v = PROTOCOL_VERSION
+    if type(message) is Ping:
+        return {"v": v, "type": PING, "from": message.sender}
+    if type(message) is Probe:
+        return {"v": v, "type": PROBE, "from": message.sender, "target": message.target}
+    if type(message) is Alive:
+        return {"v": v, "alive": message.alive}
+    raise TypeError(f"not a liveness message: {message!r}")
+
+
+def decode_liveness_request(kind: str, sender: str, data: dict) -> LivenessRequest:
+    """Return the Ping or Probe of a versioned message of type ``kind`` (see decode_request)."""
+    if kind == PING:
+        return Ping(sender)
+    target = data.get("target")
+    if not is_hostport(target):
+        raise ProtocolError("target must be host:port")
+    assert isinstance(target, str)  # for mypy: is_hostport checks it
+    return Probe(sender, target)
+
+
+def decode_alive(data: object) -> Alive:
+    """Return the answer to a Ping or Probe that ``data`` carries."""
+    alive = _versioned(data).get("alive")
+    if type(alive) is not bool:
+        raise ProtocolError("alive must be true or false")
+    return Alive(alive)

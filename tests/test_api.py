@@ -83,14 +83,23 @@ def test_node_lists_itself_after_a_round(client, node):
     }
 
 
-def test_renew_self_registers_the_node_once_per_renewal_period(client, node, clock):
+def test_a_node_registers_itself_once_and_never_on_a_timer(client, node, clock):
     node.renew_self()
-    node.renew_self()
-    assert listing(client)["n1:5001"]["version"] == 1
+    for _ in range(5):
+        clock.advance(node.config.ttl + node.config.expire_grace)  # far past any lease
+        node.run_round()
+    assert listing(client)["n1:5001"] == {"app_name": NODE_APP, "last_update": T0, "status": "healthy",
+                                          "version": 1}
+    assert node.store.snapshot().clock == 1  # no write since the first
 
-    clock.advance(node.config.renew_every)
+
+def test_a_node_that_finds_itself_deleted_registers_again_above_the_tombstone(client, node):
     node.renew_self()
-    assert listing(client)["n1:5001"]["version"] == 2
+    tombstone = node.deregister("n1:5001").entry
+    assert "n1:5001" not in listing(client)
+    node.renew_self()
+    assert listing(client)["n1:5001"]["version"] == tombstone.version + 1
+    assert metrics(client)["sd_gossip_refutations_total"] == 1
 
 
 def test_list_filters_by_app_name(client):
@@ -405,13 +414,19 @@ def test_metrics_of_a_fresh_node_are_zero(client):
         assert m[name] == 0, name
 
 
-def test_known_peers_gauge_drops_when_the_peer_expires(pair, clock):
+def test_known_peers_gauge_drops_when_the_peer_is_marked_down(pair, clock, net):
     a, b, ca, cb = pair
     b.run_round(["n1:5001"])
+    clock.advance(10 * a.config.ttl)  # node entries are not leased: still a peer
     assert metrics(ca)["sd_gossip_known_peers"] == 1
 
-    clock.advance(a.config.ttl)
-    assert metrics(ca)["sd_gossip_known_peers"] == 0
+    net.set_down("n2:5002")
+    for _ in range(a.config.probe_waves):  # no other peer to ask: the direct pings decide
+        a.run_round(["n2:5002"])
+    m = metrics(ca)
+    assert m["sd_gossip_known_peers"] == 0
+    assert (m["sd_gossip_suspicions_total"], m["sd_gossip_down_marks_total"]) == (1, 1)
+    assert "n2:5002" not in listing(ca) and held(ca)["n2:5002"]["deleted"] is True
 
 
 def test_admin_clock_sets_the_offset_used_for_stamps(client, clock):

@@ -130,8 +130,15 @@ def test_advertised_address():
     assert Config(host="0.0.0.0", port=5000).advertised() == f"{socket.gethostname()}:5000"
 
 
-def test_renewal_period_is_a_third_of_the_lease():
-    assert Config(port=1, ttl=30.0).renew_every == 10.0
+@pytest.mark.parametrize("field, value", [("probe_fanout", -1), ("probe_waves", 0), ("max_suspects", 0)])
+def test_failure_detection_settings_are_checked(field, value):
+    with pytest.raises(ConfigError, match=field):
+        Config(port=1, **{field: value}).validate()
+
+
+def test_failure_detection_settings_come_from_flags_and_env():
+    config = from_args(["--port", "1", "--probe-fanout", "5"], {"SD_PROBE_WAVES": "3", "SD_MAX_SUSPECTS": "2"})
+    assert (config.probe_fanout, config.probe_waves, config.max_suspects) == (5, 3, 2)
 
 
 @pytest.mark.parametrize("value, ok", [

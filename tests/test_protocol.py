@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections import Counter
 
@@ -30,7 +31,8 @@ def write(address: str, version: int, origin: str, now: float = T0) -> Entry:
     An origin never reuses a version, so two copies of one stamp are copies of one write.
     """
     deleted = (version + ORIGINS.index(origin)) % 4 == 0
-    return Entry(address, f"app-{version % 3}", int(T0) + version, version, origin, deleted, now)
+    app = NODE_APP if version % 3 == 0 else f"app-{version % 3}"  # node entries are not leased
+    return Entry(address, app, int(T0) + version, version, origin, deleted, now)
 
 
 def newer(a: Entry | None, b: Entry) -> Entry:
@@ -215,6 +217,21 @@ def test_lease_boundaries_are_exact_for_any_clock_reading(renewed_at, ttl, grace
     assert e.status(renewed_at + ttl, lease) != HEALTHY
     assert e.status(renewed_at + ttl + grace, lease) == GONE
     assert tomb.status(renewed_at + lease.tombstone_ttl, lease) == GONE
+
+
+@settings(max_examples=200, deadline=None)
+@given(renewed_at=st.floats(0, 4e9, allow_nan=False), later=st.floats(0, 1e7, allow_nan=False))
+def test_node_entries_are_healthy_until_a_tombstone_replaces_them(renewed_at, later):
+    node = entry(renewed_at=renewed_at, app_name=NODE_APP)
+    assert node.status(renewed_at + later, LEASE) == HEALTHY
+    assert protocol.gone_at(node, LEASE) == math.inf == protocol.healthy_until(node, LEASE)
+    assert protocol.live_peers([node], renewed_at + later, LEASE, "me:1") == [node.address]
+    down = dataclasses.replace(node, version=2, deleted=True)  # marked down
+    assert protocol.merge({node.address: node}, [down]) == {node.address: down}
+    assert down.status(renewed_at + later, LEASE) == (DELETED if later < LEASE.tombstone_ttl else GONE)
+    assert protocol.live_peers([down], renewed_at, LEASE, "me:1") == []
+    client = entry(renewed_at=renewed_at)  # the same instant under another app keeps its lease
+    assert client.status(renewed_at + LEASE.ttl + LEASE.expire_grace + later, LEASE) == GONE
 
 
 def test_renewal_resets_the_lease(clock):
@@ -421,8 +438,8 @@ def test_live_peers_are_healthy_node_entries_other_than_me():
     entries = [
         entry(address="me:5000", app_name=NODE_APP, renewed_at=now),
         entry(address="p1:5000", app_name=NODE_APP, renewed_at=now),
-        entry(address="p2:5000", app_name=NODE_APP, renewed_at=now - LEASE.ttl),  # expired
-        entry(address="p3:5000", app_name=NODE_APP, renewed_at=now, deleted=True),
+        entry(address="p2:5000", app_name=NODE_APP, renewed_at=now - 100 * LEASE.ttl),  # not leased
+        entry(address="p3:5000", app_name=NODE_APP, renewed_at=now, deleted=True),  # marked down
         entry(address="w1:80", app_name="web", renewed_at=now),
     ]
-    assert protocol.live_peers(entries, now, LEASE, "me:5000") == ["p1:5000"]
+    assert protocol.live_peers(entries, now, LEASE, "me:5000") == ["p1:5000", "p2:5000"]

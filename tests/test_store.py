@@ -206,7 +206,9 @@ def test_peers_of_another_node_or_lease_are_not_taken_from_the_cache():
     snap = s.snapshot()
     assert snap.peers(T0, LEASE, ME) == ["n2:5000"]
     assert snap.peers(T0, LEASE, "n2:5000") == [ME]
-    assert snap.peers(T0 + 1, Lease(0.5, 1.0, 60.0), ME) == []
+    assert snap.peers(T0 + 1, Lease(0.5, 1.0, 60.0), ME) == ["n2:5000"]  # node entries are not leased
+    s.write_local("n2:5000", T0 + 2, int(T0), ME, deleted=True)
+    assert s.snapshot().peers(T0 + 2, LEASE, ME) == []  # marked down
     assert snap.peers(T0 - 1, LEASE, ME) == ["n2:5000"]  # a reading before the cache was made
 
 

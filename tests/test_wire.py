@@ -178,3 +178,40 @@ def test_the_reference_item_is_well_formed():
 def test_entry_from_wire_rejects_malformed_items(item):
     with pytest.raises(ValueError):
         entry_from_wire(item, T0)
+
+
+# -- liveness messages (node.liveness) ---------------------------------------------------------------
+
+
+def test_liveness_messages_have_new_names_and_their_shapes():
+    assert (wire.PING, wire.PROBE) == ("ping", "probe")
+    assert not wire.LIVENESS_TYPES & (wire.RETIRED | {wire.SUMMARY, wire.PUSH})
+    assert on_the_wire(wire.Ping("n1:5000")) == {"v": PROTOCOL_VERSION, "type": "ping", "from": "n1:5000"}
+    assert on_the_wire(wire.Probe("n1:5000", "n3:5000")) == {
+        "v": PROTOCOL_VERSION, "type": "probe", "from": "n1:5000", "target": "n3:5000"}
+    assert on_the_wire(wire.Alive(False)) == {"v": PROTOCOL_VERSION, "alive": False}
+
+
+def test_liveness_messages_decode_to_what_was_encoded():
+    for message in (wire.Ping("n1:5000"), wire.Probe("n1:5000", "[::1]:80")):
+        assert decode_request(on_the_wire(message), T0) == message
+    for alive in (True, False):
+        assert wire.decode_alive(on_the_wire(wire.Alive(alive))) == wire.Alive(alive)
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param({"type": "probe", "from": "n1:5000"}, id="probe-no-target"),
+    pytest.param({"type": "probe", "from": "n1:5000", "target": "n3"}, id="probe-target-no-port"),
+    pytest.param({"type": "probe", "from": "n1:5000", "target": 5}, id="probe-target-int"),
+    pytest.param({"type": "ping", "from": 5}, id="ping-from-int"),
+    pytest.param({"v": PROTOCOL_VERSION + 1, "type": "ping", "from": "n1:5000"}, id="ping-version"),
+])
+def test_malformed_liveness_requests_are_refused(data):
+    with pytest.raises(ProtocolError):
+        decode_request(data, T0)
+
+
+@pytest.mark.parametrize("data", [None, {}, {"alive": 1}, {"alive": "true"}, {"v": 0, "alive": True}])
+def test_malformed_alive_replies_are_refused(data):
+    with pytest.raises(ProtocolError):
+        wire.decode_alive(data)
