@@ -66,6 +66,10 @@ def field_app_name(body: dict) -> str:
         abort(400, f"app_name is longer than {MAX_APP_NAME} characters")
     if any(unicodedata.category(ch).startswith("C") for ch in name):
         abort(400, "app_name must not contain control characters")
+    if name == protocol.NODE_APP:
+        # Entries of this app are the cluster's members, unleased and chosen as gossip
+        # peers: only a node itself writes one, or any client could plant a peer.
+        abort(403, f"app_name {protocol.NODE_APP!r} is reserved for the registry's own nodes")
     return name
 
 
