@@ -11,10 +11,8 @@ with ``docker exec -u root`` inside the container, i.e. in its network namespace
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -29,6 +27,7 @@ from .. import hostlimits, topology
 from ..errors import ClusterExists, ClusterNotFound, DockerUnavailable, HarnessError, ImageNotFound, NodeNotFound
 from ..localnode import free_port
 from . import DEFAULT_IMAGE, Deployment, Node, Spec
+from .containers import ContainerNodeOps, docker_errors, unreachable
 
 LABEL_HARNESS = "sd.harness"
 LABEL_CLUSTER = "sd.cluster"
@@ -46,30 +45,13 @@ MAX_WORKERS = 8
 _PORT_IN_USE = ("port is already allocated", "address already in use")
 
 
-def docker_errors(fn):
-    """Turn Docker SDK exceptions escaping ``fn`` into harness errors."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except HarnessError:
-            raise
-        except docker.errors.APIError as exc:
-            raise HarnessError(f"docker: {getattr(exc, 'explanation', None) or exc}") from exc
-        except (docker.errors.DockerException, requests.ConnectionError) as exc:
-            raise DockerUnavailable(_unreachable(exc)) from exc
-
-    return wrapper
-
-
 def connect(client=None):
     """Return a Docker client that answers ping, or raise DockerUnavailable."""
     try:
         client = client or docker.from_env()  # type: ignore[attr-defined]  # the SDK is untyped
         client.ping()
     except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DockerUnavailable(_unreachable(exc)) from exc
+        raise DockerUnavailable(unreachable(exc)) from exc
     return client
 
 
@@ -90,15 +72,6 @@ def labels_filter(cluster: str | None = None) -> list[str]:
     return [f"{LABEL_HARNESS}=1"] + ([f"{LABEL_CLUSTER}={cluster}"] if cluster is not None else [])
 
 
-def _unreachable(exc: Exception) -> str:
-    """One line saying the daemon is unreachable, with the OS reason when there is one."""
-    text = str(exc)
-    m = re.search(r"\[Errno -?\d+\] [^\"')]+", text)
-    reason = m.group(0) if m else text.splitlines()[0][:160] if text else type(exc).__name__
-    where = os.environ.get("DOCKER_HOST", "the default socket")
-    return f"cannot reach the Docker daemon at {where}: {reason}"
-
-
 def _is_node(label: str | None) -> bool:
     try:
         topology.node_index(label or "")
@@ -107,8 +80,12 @@ def _is_node(label: str | None) -> bool:
         return False
 
 
-class EngineBackend:
-    """Nodes as containers of one Docker engine (client passed in, or from the environment)."""
+class EngineBackend(ContainerNodeOps):
+    """Nodes as containers of one Docker engine (client passed in, or from the environment).
+
+    A node's container is ``sd-<cluster>-n<k>`` (``exec``, ``kill``, ``stop``, ``pause``, ``unpause``
+    and ``logs`` act on it, see ``ContainerNodeOps``); ``start`` and ``restart`` start the same one again.
+    """
 
     name = "docker"
 
@@ -269,22 +246,6 @@ class EngineBackend:
         return self._container(node).status
 
     @docker_errors
-    def exec(self, node: Node, argv: Sequence[str]) -> tuple[int, str]:
-        """Run ``argv`` as root inside the node's container; (exit code, output)."""
-        result = self._container(node).exec_run(list(argv), user="root")
-        return result.exit_code, (result.output or b"").decode("utf-8", "replace")
-
-    @docker_errors
-    def kill(self, node: Node, signal: str = "SIGKILL") -> None:
-        """Send ``signal`` to the container's main process."""
-        self._container(node).kill(signal=signal)
-
-    @docker_errors
-    def stop(self, node: Node, timeout: int = 10) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` s."""
-        self._container(node).stop(timeout=timeout)
-
-    @docker_errors
     def start(self, node: Node) -> None:
         """Start the stopped container (fresh network namespace, same IP, port and volume)."""
         self._container(node).start()
@@ -293,36 +254,6 @@ class EngineBackend:
     def restart(self, node: Node, timeout: int = 10) -> None:
         """Restart the container."""
         self._container(node).restart(timeout=timeout)
-
-    @docker_errors
-    def pause(self, node: Node) -> str:
-        """``docker pause`` (cgroup freezer); SIGSTOP to PID 1 where the runtime cannot freeze."""
-        container = self._container(node)
-        try:
-            container.pause()
-            return "freezer"
-        except docker.errors.APIError as exc:
-            if "freeze" not in str(exc).lower():  # seen: "unable to freeze"
-                raise
-        container.kill(signal="SIGSTOP")
-        return "sigstop"
-
-    @docker_errors
-    def unpause(self, node: Node) -> None:
-        """``docker unpause`` a frozen container, SIGCONT a stopped process."""
-        container = self._container(node)
-        if container.status == "paused":
-            container.unpause()
-        else:
-            container.kill(signal="SIGCONT")
-
-    @docker_errors
-    def logs(self, node: Node, tail: int) -> str:
-        """The last ``tail`` lines of the container's log."""
-        try:
-            return self.client.containers.get(node.container).logs(tail=tail).decode("utf-8", "replace")
-        except docker.errors.NotFound:
-            return "(container gone)"
 
     def url(self, node: Node) -> str:
         """The API port published on 127.0.0.1."""

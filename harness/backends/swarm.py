@@ -40,7 +40,8 @@ from .. import hostlimits, topology
 from ..errors import ClusterExists, ClusterNotFound, ImageNotFound, NodeNotFound, NodeStartError
 from ..wait import wait_until
 from . import Deployment, Node, Spec, gateway, swarmgc, swarmmode
-from .engine import LABEL_CLUSTER, LABEL_NODE, LABEL_RUN, connect, docker_errors, is_local, running_cluster_sizes
+from .containers import ContainerNodeOps, docker_errors
+from .engine import LABEL_CLUSTER, LABEL_NODE, LABEL_RUN, connect, is_local, running_cluster_sizes
 from .swarmplan import (
     free_subnet,
     network_name,
@@ -57,8 +58,14 @@ from .tasks import container_id, current_task, harness_state, task_ip
 TASK_TIMEOUT = 60.0
 
 
-class SwarmBackend:
-    """Nodes as swarm services of the manager ``client`` (passed in, or from the environment)."""
+class SwarmBackend(ContainerNodeOps):
+    """Nodes as swarm services of the manager ``client`` (passed in, or from the environment).
+
+    A node's container is its current task's, on the engine of the swarm node it runs on
+    (``exec``, ``kill``, ``stop``, ``pause``, ``unpause`` and ``logs`` act on it, see ``ContainerNodeOps``).
+    Restart policy none: a SIGKILL or a stop ends the task for good; ``start`` and ``restart``
+    replace the task.
+    """
 
     name = "swarm"
 
@@ -196,22 +203,6 @@ class SwarmBackend:
         return harness_state(task, self._container_states(task))
 
     @docker_errors
-    def exec(self, node: Node, argv: Sequence[str]) -> tuple[int, str]:
-        """Run ``argv`` as root in the current task's container, on the engine it runs on."""
-        result = self._container(node).exec_run(list(argv), user="root")
-        return result.exit_code, (result.output or b"").decode("utf-8", "replace")
-
-    @docker_errors
-    def kill(self, node: Node, signal: str = "SIGKILL") -> None:
-        """Signal the task's container; SIGKILL ends the task for good (restart policy none)."""
-        self._container(node).kill(signal=signal)
-
-    @docker_errors
-    def stop(self, node: Node, timeout: int = 10) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` s; the task ends for good."""
-        self._container(node).stop(timeout=timeout)
-
-    @docker_errors
     def start(self, node: Node) -> None:
         """Force an update of the node's service: a new task on the same volume (and a new IP)."""
         self._replace_task(node)
@@ -220,36 +211,6 @@ class SwarmBackend:
     def restart(self, node: Node, timeout: int = 10) -> None:
         """Replace the node's task (swarm stops the old one within the service's grace period)."""
         self._replace_task(node)
-
-    @docker_errors
-    def pause(self, node: Node) -> str:
-        """``docker pause`` of the task's container; SIGSTOP where the runtime cannot freeze."""
-        container = self._container(node)
-        try:
-            container.pause()
-            return "freezer"
-        except docker.errors.APIError as exc:
-            if "freeze" not in str(exc).lower():
-                raise
-        container.kill(signal="SIGSTOP")
-        return "sigstop"
-
-    @docker_errors
-    def unpause(self, node: Node) -> None:
-        """Unpause a frozen container, SIGCONT a stopped process."""
-        container = self._container(node)
-        if container.status == "paused":
-            container.unpause()
-        else:
-            container.kill(signal="SIGCONT")
-
-    @docker_errors
-    def logs(self, node: Node, tail: int) -> str:
-        """The last ``tail`` lines of the current task's container log."""
-        try:
-            return self._container(node).logs(tail=tail).decode("utf-8", "replace")
-        except (NodeNotFound, docker.errors.NotFound):
-            return "(container gone)"
 
     def url(self, node: Node) -> str:
         """The node's port on the gateway, published on 127.0.0.1."""
