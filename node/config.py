@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .addresses import AddressError, canonical, is_hostport
 from .keyring import DEFAULT_CLUSTER, check_cluster, parse_keys
-from .protocol import is_hostport
 
 ENV_PREFIX = "SD_"
 
@@ -107,11 +107,10 @@ class Config:
             raise ConfigError("port is required (--port or SD_PORT)")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1..65535, got {self.port}")
-        if self.advertise is not None and not is_hostport(self.advertise):
-            raise ConfigError(f"advertise must be HOST:PORT, got {self.advertise!r}")
+        if self.advertise is not None:
+            _check_address("advertise", self.advertise)
         for seed in self.seeds:
-            if not is_hostport(seed):
-                raise ConfigError(f"seed must be HOST:PORT, got {seed!r}")
+            _check_address("seed", seed)
 
     def _check_amounts(self) -> None:
         for name in ("interval", "ttl", "timeout"):
@@ -135,6 +134,17 @@ class Config:
             raise ConfigError(str(exc)) from None
         if self.probe_fanout < 0:
             raise ConfigError(f"probe_fanout must be >= 0, got {self.probe_fanout}")
+
+
+def _check_address(what: str, value: str) -> None:
+    """Accept an address in its canonical spelling (``addresses``), the only one peers accept."""
+    if is_hostport(value):
+        return
+    try:
+        spelled = canonical(value)
+    except AddressError:
+        raise ConfigError(f"{what} must be HOST:PORT, got {value!r}") from None
+    raise ConfigError(f"{what} must be written {spelled!r}, got {value!r}")
 
 
 DEFAULT = Config()

@@ -66,10 +66,11 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
-import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from .addresses import is_hostport as is_hostport  # the rule for entry and node addresses
 
 NODE_APP = "service-discovery"
 """app_name under which every node registers itself; such entries are the peers (not leased)."""
@@ -82,25 +83,8 @@ GONE = "gone"
 MAX_INT = 2**53 - 1
 """Largest version or timestamp accepted: exact in every JSON implementation and in SQLite."""
 
-_HOSTPORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-_]{0,252}):(\d{1,5})")
-
-
 _MEMO_LIMIT = 1 << 16
 """Size at which a memo of a pure function below is emptied (bounds its memory)."""
-
-_hostport_memo: dict[str, bool] = {}
-
-
-def is_hostport(value: object) -> bool:
-    """Tell whether ``value`` is a ``host:port`` string with a port in 1..65535 (memoized)."""
-    if not isinstance(value, str):
-        return False
-    ok = _hostport_memo.get(value)
-    if ok is None:
-        m = _HOSTPORT.fullmatch(value)
-        ok = m is not None and 0 < int(m.group(1)) < 65536
-        _remember(_hostport_memo, value, ok)
-    return ok
 
 
 def _remember(memo: dict, key, value) -> None:

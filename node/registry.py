@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from . import protocol
-from .protocol import Entry, Lease, is_hostport
+from .addresses import AddressError, canonical
+from .protocol import Entry, Lease
 from .snapshot import Snapshot
 from .web import get_node, read_json
 
@@ -50,12 +51,19 @@ def json_body() -> dict:
 
 
 def field_address(body: dict) -> str:
+    """Return the body's address in its canonical spelling (``addresses``), or abort with 400."""
     address = body.get("address")
     if not isinstance(address, str):
         abort(400, "address is required and must be a string")
-    if not is_hostport(address):
-        abort(400, f"address must be host:port with a port in 1..65535, got {address!r}")
-    return address
+    return canonical_or_400(address)
+
+
+def canonical_or_400(address: str) -> str:
+    """Return the canonical spelling of ``address``, or abort with 400 saying what is wrong."""
+    try:
+        return canonical(address)
+    except AddressError as exc:
+        abort(400, str(exc))
 
 
 def field_app_name(body: dict) -> str:
@@ -81,6 +89,8 @@ def field_last_update(body: dict) -> int | None:
         abort(400, "last_update must be a unix timestamp (a number)")
     if value < 0:
         abort(400, "last_update must not be negative")
+    if value > protocol.MAX_INT:  # before any arithmetic: a huge integer overflows a float
+        abort(400, f"last_update must be at most {protocol.MAX_INT}")
     node = get_node()
     ahead = value - node.clock.wall()
     if ahead > node.config.max_future:
@@ -171,8 +181,8 @@ def perform_update():
     """Run one gossip round now (optionally with ?peer=host:port) and report it."""
     node = get_node()
     peer = request.args.get("peer")
-    if peer is not None and not is_hostport(peer):
-        abort(400, "peer must be host:port")
+    if peer is not None:
+        peer = canonical_or_400(peer)
     exchanges = node.run_round([peer] if peer else None)
     return jsonify(
         node=node.address,

@@ -1,0 +1,90 @@
+"""Hostile input: whatever a client or a peer sends, a clear JSON error and nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+
+from node import wire
+from node.config import ConfigError, from_args
+from node.wire import ProtocolError
+
+# -- addresses and numbers in client requests ----------------------------------------------------
+
+
+def register(client, address, **more):
+    return client.post("/registry/register_instance", json={"address": address, "app_name": "web", **more})
+
+
+def listed(client):
+    return client.get("/registry/list").get_json()
+
+
+def test_a_last_update_too_large_for_any_integer_type_is_a_400(client):
+    r = register(client, "10.7.0.1:80", last_update=10**400)
+    assert r.status_code == 400
+    assert r.get_json()["error"] == "bad_request" and "last_update" in r.get_json()["message"]
+    assert listed(client) == {}
+
+
+@pytest.mark.parametrize("address", [
+    "10.7.0.1:\u0668\u0660",  # Arabic-Indic digits
+    "10.7.0.1:\uff18\uff10",  # full-width digits
+    "[:]:80", "[]:80", "[::1::2]:80", "[1.2.3.4]:80",
+    "999.999.999.999:80", "10.0.0.256:80", "1.2.3:80", "10.0.0.01:80",
+    "10.7.0.1:000000080", "10.7.0.1:0", "10.7.0.1:65536",
+])
+def test_an_invalid_address_is_refused_with_400_and_nothing_stored(client, address):
+    r = register(client, address)
+    assert r.status_code == 400, r.get_json()
+    assert r.get_json()["error"] == "bad_request" and "address" in r.get_json()["message"]
+    assert listed(client) == {}
+
+
+@pytest.mark.parametrize("spellings, canonical", [
+    (["10.7.0.1:00080", "10.7.0.1:080", "10.7.0.1:80"], "10.7.0.1:80"),
+    (["[0:0::1]:80", "[::0001]:80", "[::1]:80"], "[::1]:80"),
+    (["[2001:DB8::A]:443", "[2001:db8:0:0:0:0:0:a]:443"], "[2001:db8::a]:443"),
+])
+def test_spellings_of_one_address_are_one_instance(client, spellings, canonical):
+    for address in spellings:
+        r = register(client, address)
+        assert r.status_code in (200, 201), r.get_json()
+        assert r.get_json()["address"] == canonical
+    assert list(listed(client)) == [canonical]
+    r = client.post("/registry/deregister_instance", json={"address": spellings[0]})
+    assert r.get_json()["address"] == canonical and r.get_json()["known"] is True
+    assert listed(client) == {}
+
+
+@pytest.mark.parametrize("address", ["n1:5000", "localhost:80", "[::1]:80", "10.0.0.7:8080", "node-1.example_x:80"])
+def test_valid_addresses_are_stored_as_written(client, address):
+    r = register(client, address)
+    assert r.status_code == 201 and r.get_json()["address"] == address
+    assert list(listed(client)) == [address]
+
+
+@pytest.mark.parametrize("address", ["10.7.0.1:\u0668\u0660", "999.999.999.999:80", "[:]:80", "10.7.0.1:00080"])
+def test_gossip_refuses_the_addresses_clients_cannot_register(address):
+    good = ["10.7.0.1:80", "web", 1, 5, "n1:5000", 0, 0.0]
+    wire.decode_entries([good], 0.0)
+    for i in (0, 4):  # address, then origin
+        bad = list(good)
+        bad[i] = address
+        with pytest.raises(ProtocolError):
+            wire.decode_entries([good, bad], 0.0)
+
+
+def test_a_gossip_message_with_a_bad_address_changes_nothing(node):
+    before = node.store.snapshot().entries
+    message = {"v": 1, "type": wire.PUSH, "from": "n9:5000", "want": [],
+               "entries": [["999.999.999.999:80", "web", 1, 5, "n9:5000", 0, 0.0]]}
+    with pytest.raises(ProtocolError):
+        node.handle(message)
+    assert node.store.snapshot().entries == before
+
+
+def test_config_names_the_one_spelling_peers_accept():
+    with pytest.raises(ConfigError, match=r"seed must be written '\[::1\]:80'"):
+        from_args(["--port", "5000", "--seeds", "[0::1]:00080"], {})
+    with pytest.raises(ConfigError, match="advertise must be HOST:PORT"):
+        from_args(["--port", "5000", "--advertise", "999.999.999.999:80"], {})
