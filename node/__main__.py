@@ -11,7 +11,8 @@ import sqlite3
 import sys
 
 from .app import build_node, create_app
-from .config import ConfigError, from_args
+from .config import Config, ConfigError, from_args
+from .gossip import Node
 from .keyring import generate_key
 from .transport import SERVER_IDENT
 
@@ -33,13 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format=f"%(asctime)s %(levelname)s {config.name or config.advertised()} %(name)s: %(message)s",
     )
-    import waitress  # type: ignore[import-untyped]  # no stubs in the dev dependencies
-
     try:
         node = build_node(config)
-        server = waitress.create_server(create_app(node=node), host=config.host, port=config.port,
-                                        threads=config.threads, ident=SERVER_IDENT,
-                                        connection_limit=1000)
+        assert config.port is not None  # Config.validate requires it
+        server = make_server(node, config.host, config.port)
     except (sqlite3.Error, OSError) as exc:
         print(f"node: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -62,6 +60,24 @@ def main(argv: list[str] | None = None) -> int:
         node.store.close()
         log.info("stopped")
     return 0
+
+
+def server_body_limit(config: Config) -> int:
+    """Return waitress's ``max_request_body_size`` for ``config``: one above the largest body a node takes.
+
+    Waitress reads a whole body before the application sees it, and refuses one whose
+    Content-Length reaches this size as soon as it reads the headers.
+    """
+    return max(config.max_body, config.max_gossip_body) + 1
+
+
+def make_server(node: Node, host: str, port: int):
+    """Return the waitress server of ``node`` on ``host:port`` (not yet running)."""
+    import waitress  # type: ignore[import-untyped]  # no stubs in the dev dependencies
+
+    return waitress.create_server(create_app(node=node), host=host, port=port, threads=node.config.threads,
+                                  ident=SERVER_IDENT, connection_limit=1000,
+                                  max_request_body_size=server_body_limit(node.config))
 
 
 if __name__ == "__main__":

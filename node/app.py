@@ -9,11 +9,12 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from . import admin, ops, registry
+from .bodylimit import BodyLimit
 from .clock import Clock
 from .config import TEST, Config
 from .gossip import Node, lease_of
 from .store import SqliteStore, Store
-from .transport import GossipEndpoint, HttpTransport, Transport
+from .transport import GOSSIP_PATH, GossipEndpoint, HttpTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
     app.extensions["sd_metrics"] = ops.metrics_registry(node)
     # Peers' messages skip Flask: see GossipEndpoint.
     app.wsgi_app = GossipEndpoint(app.wsgi_app, node, node.config.max_gossip_body)  # type: ignore[method-assign]
+    # Outermost: an oversized body is refused before the gossip endpoint or Flask looks at it.
+    app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
+        app.wsgi_app, node.config.max_body, {GOSSIP_PATH: node.config.max_gossip_body})
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

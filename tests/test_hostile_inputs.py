@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import socket
+import threading
+
 import pytest
 
 from node import wire
-from node.config import ConfigError, from_args
+from node.__main__ import make_server, server_body_limit
+from node.config import TEST, ConfigError, from_args
 from node.wire import ProtocolError
 
 # -- addresses and numbers in client requests ----------------------------------------------------
@@ -88,3 +93,56 @@ def test_config_names_the_one_spelling_peers_accept():
         from_args(["--port", "5000", "--seeds", "[0::1]:00080"], {})
     with pytest.raises(ConfigError, match="advertise must be HOST:PORT"):
         from_args(["--port", "5000", "--advertise", "999.999.999.999:80"], {})
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+HUGE = 400 * 1024 * 1024
+
+
+@pytest.fixture
+def server(node):
+    """The node served by waitress as ``python -m node`` serves it, on a free port; yields its port."""
+    srv = make_server(node, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        yield srv.effective_port
+    finally:
+        srv.close()
+        srv.task_dispatcher.shutdown()
+
+
+@pytest.mark.parametrize("path", ["/registry/register_instance", "/gossip"])
+def test_the_server_refuses_a_declared_huge_body_without_waiting_for_it(server, path):
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: n1\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {HUGE}\r\n\r\n{{}}".encode())
+        head = s.recv(4096)  # a server waiting for the 400 MB would time out here
+    assert head.startswith(b"HTTP/1.1 413 "), head
+
+
+def test_the_server_still_takes_a_gossip_message_as_large_as_the_limit():
+    assert server_body_limit(TEST) > TEST.max_gossip_body >= TEST.max_body
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/registry/register_instance"), ("GET", "/registry/list"), ("POST", "/gossip"),
+])
+def test_a_declared_body_over_the_limit_is_refused_before_anything_reads_it(client, node, method, path):
+    body = io.BytesIO(b"{}")
+    r = client.open(path, method=method, environ_overrides={"CONTENT_LENGTH": str(HUGE), "wsgi.input": body})
+    assert r.status_code == 413
+    assert r.get_json()["error"] == "request_entity_too_large"
+    assert body.tell() == 0
+    assert client.get("/registry/list").get_json() == {}
+
+
+def test_a_client_body_over_the_client_limit_is_refused_even_below_the_gossip_limit(client, node):
+    r = client.post("/registry/register_instance", data=b" " * (node.config.max_body + 1))
+    assert r.status_code == 413 and r.get_json()["error"] == "request_entity_too_large"
+
+
+def test_a_malformed_content_length_is_a_400(client):
+    r = client.get("/registry/list", environ_overrides={"CONTENT_LENGTH": "12x"})
+    assert r.status_code == 400 and r.get_json()["error"] == "bad_request"
