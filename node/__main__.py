@@ -14,6 +14,7 @@ from .app import build_node, create_app
 from .config import Config, ConfigError, from_args
 from .gossip import Node
 from .keyring import generate_key
+from .store import StoreError
 from .transport import SERVER_IDENT
 
 log = logging.getLogger("node")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         node = build_node(config)
         assert config.port is not None  # Config.validate requires it
         server = make_server(node, config.host, config.port)
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, StoreError) as exc:
         print(f"node: cannot start: {exc}", file=sys.stderr)
         return 1
     # As PID 1 in a container SIGTERM has no default action: turn it into a clean exit.

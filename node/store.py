@@ -10,6 +10,7 @@ locking, so requests and the gossip loop never wait on each other to read.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,13 @@ from .protocol import Entry, Lease
 from .snapshot import Seen, Snapshot
 
 log = logging.getLogger(__name__)
+
+ENTRY_COLUMNS = ("address", "app_name", "last_update", "version", "origin", "deleted", "renewed_at", "seen_at",
+                 "seen_round")
+
+
+class StoreError(Exception):
+    """A database a node cannot run on (not writable, or holding values no node writes); one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,27 @@ class Store:
         """Release resources."""
 
 
+def bad_column(row: tuple) -> str | None:
+    """Return the first column of a stored entry row (``ENTRY_COLUMNS``) of a type or range no node writes."""
+    address, app_name, last_update, version, origin, deleted, renewed_at, seen_at, seen_round = row
+    checks = (
+        type(address) is str,
+        type(app_name) is str,
+        type(last_update) is int and 0 <= last_update <= protocol.MAX_INT,
+        type(version) is int and 1 <= version <= protocol.MAX_INT,
+        type(origin) is str,
+        type(deleted) is int and deleted in (0, 1),
+        _finite(renewed_at),
+        _finite(seen_at),
+        type(seen_round) is int,
+    )
+    return next((name for name, ok in zip(ENTRY_COLUMNS, checks, strict=True) if not ok), None)
+
+
+def _finite(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
 class SqliteStore(Store):
     """A Store whose every write is committed to a SQLite file before it is visible."""
 
@@ -126,6 +155,7 @@ class SqliteStore(Store):
         self.path = path
         self._conn = self._connect()
         self._init_schema()
+        self._check_writable()
         self._snap = self._load()
 
     def _connect(self) -> sqlite3.Connection:
@@ -141,14 +171,37 @@ class SqliteStore(Store):
         with self._lock:
             self._conn.executescript(schema)
 
+    def _check_writable(self) -> None:
+        """Raise StoreError now, rather than at the first write, when the database cannot be written."""
+        c = self._conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:  # a real write, undone: only a write finds a read-only file or database
+                c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write-check', 0)")
+            finally:
+                c.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write: {exc}") from None
+
     def _load(self) -> Snapshot:
-        rows = self._conn.execute(
-            "SELECT address, app_name, last_update, version, origin, deleted, renewed_at, seen_at, seen_round"
-            " FROM entry"
-        ).fetchall()
-        entries = {r[0]: Entry(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows}
-        seen = {r[0]: Seen(r[7], r[8]) for r in rows}
+        rows = self._conn.execute(f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entry").fetchall()
+        for r in rows:
+            bad = bad_column(r)
+            if bad is not None:
+                raise StoreError(f"{self.path}: entry {r[0]!r} has a bad {bad}: {r[ENTRY_COLUMNS.index(bad)]!r}")
+        # An address an older node accepted but none sends now (``addresses``): peers would refuse it.
+        stale = [r[0] for r in rows if not (protocol.is_hostport(r[0]) and protocol.is_hostport(r[4]))]
+        if stale:
+            log.warning("ignoring %d stored entries whose address or origin is not host:port as this node "
+                        "writes it: %s", len(stale), ", ".join(map(repr, stale[:5])))
+            skip = set(stale)
+            rows = [r for r in rows if r[0] not in skip]
+        entries = {r[0]: Entry(r[0], r[1], r[2], r[3], r[4], bool(r[5]), float(r[6])) for r in rows}
+        seen = {r[0]: Seen(float(r[7]), r[8]) for r in rows}
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
+        if row is not None and not (type(row[0]) is int and 0 <= row[0] <= protocol.MAX_INT):
+            raise StoreError(f"{self.path}: the Lamport clock must be an integer in 0..{protocol.MAX_INT}, "
+                             f"got {row[0]!r}")
         clock = max([row[0] if row else 0, *(e.version for e in entries.values())])
         log.info("loaded %d entries from %s (clock %d)", len(entries), self.path, clock)
         return Snapshot.of(entries, seen, clock)

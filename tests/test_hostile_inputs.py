@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import socket
+import sqlite3
+import subprocess
 import threading
 
 import pytest
@@ -11,7 +15,10 @@ import pytest
 from node import wire
 from node.__main__ import make_server, server_body_limit
 from node.config import TEST, ConfigError, from_args
+from node.protocol import Lease
+from node.store import SqliteStore
 from node.wire import ProtocolError
+from tests.test_config import run_node
 
 # -- addresses and numbers in client requests ----------------------------------------------------
 
@@ -146,3 +153,80 @@ def test_a_client_body_over_the_client_limit_is_refused_even_below_the_gossip_li
 def test_a_malformed_content_length_is_a_400(client):
     r = client.get("/registry/list", environ_overrides={"CONTENT_LENGTH": "12x"})
     assert r.status_code == 400 and r.get_json()["error"] == "bad_request"
+
+
+# -- the database a node starts on ---------------------------------------------------------------
+
+
+def stored_db(path):
+    """Write a database holding one registration, as a node leaves it, and return its path."""
+    store = SqliteStore(str(path), Lease(6.0, 6.0, 60.0))
+    store.write_local("10.0.0.7:8080", 0.0, 0, "n1:5000", app_name="web")
+    store.close()
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_refuses_to_start(db, fragment):
+    proc = run_node(["--port", str(free_port()), "--db", str(db), "--preset", "test"])
+    try:
+        out, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the node started on {db}: {err}")
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, err
+    assert lines[0].startswith("node: cannot start: ") and fragment in lines[0], err
+
+
+def sql(db, statement, *args):
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute(statement, args)
+
+
+def test_a_node_refuses_to_start_on_a_database_it_cannot_write(tmp_path):
+    db = stored_db(tmp_path / "r.db")
+    with open(db, "r+b") as f:  # header byte 18: a write format this SQLite does not know, so read-only
+        f.seek(18)
+        f.write(bytes([3]))
+    assert_refuses_to_start(db, "readonly")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes a file whatever its mode")
+def test_a_node_refuses_to_start_on_a_read_only_database_file(tmp_path):
+    db = stored_db(tmp_path / "r.db")
+    db.chmod(0o444)
+    assert_refuses_to_start(db, "readonly")
+
+
+@pytest.mark.parametrize("statement, args, fragment", [
+    ("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?)", (2**63 - 1,), "clock"),
+    ("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?)", ("soon",), "clock"),
+    ("UPDATE entry SET version = ?", (2**53,), "version"),
+    ("UPDATE entry SET version = ?", ("abc",), "version"),
+    ("UPDATE entry SET last_update = ?", (1.5,), "last_update"),
+    ("UPDATE entry SET deleted = ?", (7,), "deleted"),
+    ("UPDATE entry SET renewed_at = ?", ("x",), "renewed_at"),
+    ("UPDATE entry SET origin = ?", (b"n1:5000",), "origin"),
+])
+def test_a_node_refuses_to_start_on_a_database_with_values_out_of_range(tmp_path, statement, args, fragment):
+    db = stored_db(tmp_path / "c.db")
+    sql(db, statement, *args)
+    assert_refuses_to_start(db, fragment)
+
+
+def test_entries_stored_under_an_address_spelling_no_longer_accepted_are_left_out(tmp_path):
+    db = stored_db(tmp_path / "s.db")
+    sql(db, "INSERT INTO entry SELECT '10.7.0.1:00080', app_name, last_update, version, origin, deleted,"
+            " renewed_at, seen_at, seen_round FROM entry")
+    store = SqliteStore(str(db), Lease(6.0, 6.0, 60.0))
+    try:
+        assert list(store.snapshot().entries) == ["10.0.0.7:8080"]
+    finally:
+        store.close()
