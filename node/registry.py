@@ -178,11 +178,14 @@ def deregister_instance():
 
 @bp.get("/perform_update")
 def perform_update():
-    """Run one gossip round now (optionally with ?peer=host:port) and report it."""
+    """Run one gossip round now (optionally with ?peer=host:port, a live peer or seed) and report it."""
     node = get_node()
     peer = request.args.get("peer")
     if peer is not None:
         peer = canonical_or_400(peer)
+        # A client must not make this node connect wherever it names: only to a node of the cluster.
+        if peer == node.address or (peer not in node.peers() and peer not in node.config.seeds):
+            abort(403, f"peer {peer} is neither a live peer nor a seed of this node")
     exchanges = node.run_round([peer] if peer else None)
     return jsonify(
         node=node.address,

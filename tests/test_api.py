@@ -47,8 +47,11 @@ def assert_json_error(resp, status):
 
 @pytest.fixture
 def pair(make_node):
-    """Two nodes on one network and a test client for each: (a, b, client_a, client_b)."""
-    a, b = make_node("n1:5001"), make_node("n2:5002")
+    """Two nodes on one network and a test client for each: (a, b, client_a, client_b).
+
+    b is a's seed: perform_update?peer= reaches only a node's live peers and seeds.
+    """
+    a, b = make_node("n1:5001", seeds=("n2:5002",)), make_node("n2:5002")
     return a, b, create_app(node=a).test_client(), create_app(node=b).test_client()
 
 

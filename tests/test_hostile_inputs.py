@@ -14,9 +14,11 @@ import pytest
 
 from node import wire
 from node.__main__ import make_server, server_body_limit
+from node.app import create_app
 from node.config import TEST, ConfigError, from_args
 from node.protocol import Lease
 from node.store import SqliteStore
+from node.transport import TransportError
 from node.wire import ProtocolError
 from tests.test_config import run_node
 
@@ -230,3 +232,38 @@ def test_entries_stored_under_an_address_spelling_no_longer_accepted_are_left_ou
         assert list(store.snapshot().entries) == ["10.0.0.7:8080"]
     finally:
         store.close()
+
+
+# -- perform_update?peer= ------------------------------------------------------------------------
+
+
+class RecordingTransport:
+    """A transport that records every peer it is asked to reach, and reaches none."""
+
+    def __init__(self):
+        self.peers = []
+
+    def send(self, peer, message, timeout):
+        self.peers.append(peer)
+        raise TransportError(f"{peer}: not reached in this test")
+
+
+@pytest.mark.parametrize("peer", ["evil.example:80", "169.254.169.254:80", "n1:5001"])
+def test_perform_update_contacts_no_peer_the_node_does_not_know(client, node, peer):
+    node.transport = transport = RecordingTransport()
+    r = client.get("/registry/perform_update", query_string={"peer": peer})
+    assert r.status_code == 403
+    assert r.get_json()["error"] == "forbidden" and peer in r.get_json()["message"]
+    assert transport.peers == []
+
+
+def test_perform_update_still_reaches_a_seed_and_a_live_peer(make_node):
+    n1 = make_node("n1:5001", seeds=("n2:5002",))
+    make_node("n2:5002")
+    make_node("n3:5003", seeds=("n2:5002",)).run_round()
+    client = create_app(node=n1).test_client()
+    r = client.get("/registry/perform_update", query_string={"peer": "n2:5002"})
+    assert r.status_code == 200 and r.get_json()["exchanges"][0]["ok"] is True
+    assert "n3:5003" in n1.peers()
+    r = client.get("/registry/perform_update", query_string={"peer": "n3:5003"})
+    assert r.status_code == 200 and r.get_json()["peers"] == ["n3:5003"]
