@@ -15,6 +15,7 @@ from .config import TEST, Config
 from .gossip import Node, lease_of
 from .store import SqliteStore, Store
 from .transport import GOSSIP_PATH, GossipEndpoint, HttpTransport, Transport
+from .versions import VersionsExhausted
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,11 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+
+    @app.errorhandler(VersionsExhausted)
+    def versions_exhausted(exc: VersionsExhausted):
+        log.error("write refused: %s", exc)
+        return jsonify(error="versions_exhausted", message=str(exc)), 503
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

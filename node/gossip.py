@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import handshake, protocol, wire
+from . import handshake, protocol, versions, wire
 from .clock import Clock
 from .config import Config
 from .keyring import REASONS, Keyring, parse_keys
@@ -71,6 +71,8 @@ class Stats:
     suspicions: int = 0  # peers suspected after a failed exchange
     down_marks: int = 0  # suspects this node marked down (tombstones of their entries)
     refutations: int = 0  # times this node found itself marked down and re-registered
+    # reason (versions.VERSION_JUMP) -> gossiped entries refused, unmerged
+    refused: dict[str, int] = field(default_factory=lambda: {versions.VERSION_JUMP: 0})
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -83,6 +85,11 @@ class Stats:
         """Count one message refused for ``reason``."""
         with self.lock:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def refuse(self, reason: str, entries: int) -> None:
+        """Count ``entries`` gossiped entries refused for ``reason``."""
+        with self.lock:
+            self.refused[reason] = self.refused.get(reason, 0) + entries
 
     def add_bytes(self, sent: int, received: int) -> None:
         """Add one message's bytes (the cheap form of ``add``, run for every message answered)."""
@@ -232,10 +239,22 @@ class Node:
 
         A change to this node's own entry (a tombstone: marked down) is refuted at once.
         """
-        changed = self.store.apply(entries, self.clock.now(), self.stats.rounds)
+        changed = self.store.apply(self._within_reach(entries), self.clock.now(), self.stats.rounds)
         if any(e.address == self.address for e in changed):
             self.renew_self()
         return changed
+
+    def _within_reach(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Return the entries whose version is within reach of this node's clock; count the others."""
+        entries = list(entries)
+        clock = self.store.snapshot().clock
+        fit = [e for e in entries if versions.within_reach(e.version, clock)]
+        if len(fit) < len(entries):
+            self.stats.refuse(versions.VERSION_JUMP, len(entries) - len(fit))
+            far = next(e for e in entries if not versions.within_reach(e.version, clock))
+            log.warning("refused %d gossiped entries far above this node's clock %d (e.g. %s at version %d from %s)",
+                        len(entries) - len(fit), clock, far.address, far.version, far.origin)
+        return fit
 
     # -- gossip: responder ----------------------------------------------------------------
 

@@ -51,6 +51,14 @@ class NodeCollector:
         for reason in REASONS:
             rejected.add_metric([reason], counts.get(reason, 0))
         yield rejected
+        refused = CounterMetricFamily(
+            "sd_gossip_entries_refused",
+            "Gossiped entries refused unmerged, by reason (version_jump: far above this node's clock)",
+            labels=["reason"])
+        with s.lock:
+            for reason, count in s.refused.items():
+                refused.add_metric([reason], count)
+        yield refused
         live = n.store.live(n.clock.now())
         tombstones = sum(1 for e in live.values() if e.deleted)
         listed = len(live) - tombstones

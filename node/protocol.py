@@ -55,7 +55,8 @@ Where each part lives: this module holds the data and its rules (entries, merge,
 leases, buckets, peer choice); ``wire`` the messages, their versioned JSON encoding
 and validation; ``handshake`` both sides of one exchange as pure steps; ``snapshot``
 a store's immutable state and its indexes; ``store`` durable writes; ``gossip`` the
-node that runs rounds over a ``transport``.
+node that runs rounds over a ``transport``; ``versions`` the bounds that keep versions
+accepted everywhere; ``addresses`` the one spelling of an address.
 
 Everything here takes the time (``now``) and randomness (``rng``) as parameters and
 does no I/O.
@@ -71,6 +72,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .addresses import is_hostport as is_hostport  # the rule for entry and node addresses
+from .versions import MAX_INT as MAX_INT  # the bounds on versions
+from .versions import next_version
 
 NODE_APP = "service-discovery"
 """app_name under which every node registers itself; such entries are the peers (not leased)."""
@@ -80,8 +83,6 @@ EXPIRED = "expired"
 DELETED = "deleted"
 GONE = "gone"
 
-MAX_INT = 2**53 - 1
-"""Largest version or timestamp accepted: exact in every JSON implementation and in SQLite."""
 
 _MEMO_LIMIT = 1 << 16
 """Size at which a memo of a pure function below is emptied (bounds its memory)."""
@@ -370,8 +371,8 @@ def register(
     deleted: bool = False,
 ) -> Entry:
     """Return the entry a local write creates, versioned above ``current`` and ``clock``."""
-    base = max(clock, current.version if current else 0)
-    return Entry(address, app_name, last_update, base + 1, origin, deleted, now)
+    version = next_version(clock, current.version if current else 0)  # VersionsExhausted past MAX_INT
+    return Entry(address, app_name, last_update, version, origin, deleted, now)
 
 
 def deregister(current: Entry | None, clock: int, *, address: str, origin: str, wall: int, now: float) -> Entry:

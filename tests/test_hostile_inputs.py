@@ -11,12 +11,13 @@ import subprocess
 import threading
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from node import wire
 from node.__main__ import make_server, server_body_limit
 from node.app import create_app
 from node.config import TEST, ConfigError, from_args
-from node.protocol import Lease
+from node.protocol import MAX_INT, Entry, Lease
 from node.store import SqliteStore
 from node.transport import TransportError
 from node.wire import ProtocolError
@@ -267,3 +268,55 @@ def test_perform_update_still_reaches_a_seed_and_a_live_peer(make_node):
     assert "n3:5003" in n1.peers()
     r = client.get("/registry/perform_update", query_string={"peer": "n3:5003"})
     assert r.status_code == 200 and r.get_json()["peers"] == ["n3:5003"]
+
+
+# -- versions ------------------------------------------------------------------------------------
+
+
+def far_entry(now, version=MAX_INT):
+    """A registration of 10.6.6.6:80 renewed at ``now``, of ``version``."""
+    return Entry("10.6.6.6:80", "web", 0, version, "n9:5009", False, now)
+
+
+def test_a_gossiped_version_far_above_the_clock_is_refused_and_replication_goes_on(make_node):
+    n1, n2 = make_node("n1:5001", seeds=("n2:5002",)), make_node("n2:5002")
+    n1.run_round()
+    clock = n1.store.snapshot().clock
+    push = {"v": 1, "type": wire.PUSH, "from": "n9:5009", "want": [],
+            "entries": [wire.entry_to_wire(far_entry(n1.clock.now()), n1.clock.now())]}
+    n1.handle(push)
+    assert n1.store.snapshot().clock == clock
+    assert "10.6.6.6:80" not in n1.store.snapshot().entries
+    assert metric(n1, "sd_gossip_entries_refused_total", reason="version_jump") == 1
+    n1.register("10.0.0.9:80", "web")
+    assert n1.exchange("n2:5002").ok
+    assert "10.0.0.9:80" in n2.listing()
+
+
+def test_a_pulled_version_far_above_the_clock_is_refused(make_node):
+    n1, n3 = make_node("n1:5001"), make_node("n3:5003")
+    n3.store.apply([far_entry(n3.clock.now())], n3.clock.now(), 0)  # as if n3 had taken it in before the bound
+    clock = n1.store.snapshot().clock
+    assert n1.exchange("n3:5003").ok
+    assert "10.6.6.6:80" not in n1.store.snapshot().entries and n1.store.snapshot().clock == clock
+    assert metric(n1, "sd_gossip_entries_refused_total", reason="version_jump") == 1
+
+
+def test_a_local_write_at_the_version_limit_is_refused_and_changes_nothing(client, node):
+    node.store.apply([far_entry(node.clock.now())], node.clock.now(), 0)
+    before = node.store.snapshot()
+    r = register(client, "10.0.0.9:80")
+    assert r.status_code == 503 and r.get_json()["error"] == "versions_exhausted"
+    assert node.store.snapshot() is before
+
+
+def test_a_version_within_reach_is_taken_in(make_node):
+    n1 = make_node("n1:5001")
+    n1.merge([far_entry(n1.clock.now(), version=n1.store.snapshot().clock + 2**32)])
+    assert "10.6.6.6:80" in n1.store.snapshot().entries
+
+
+def metric(node, name, **labels):
+    text = create_app(node=node).test_client().get("/metrics").get_data(as_text=True)
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == name and s.labels == labels)
