@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from . import handshake, protocol, versions, wire
@@ -96,6 +96,10 @@ class Stats:
         with self.lock:
             self.bytes_sent += sent
             self.bytes_received += received
+
+
+ROUND_SLACK = 0.25
+"""Seconds a round waits for its exchanges beyond their deadline (``timeout``) before it moves on."""
 
 
 class Node:
@@ -185,8 +189,16 @@ class Node:
         # exchange pulls in is passed on from the next round, the same in both.
         snap = self.store.snapshot()
         if self._executor is not None and len(peers) > 1:
-            return list(self._executor.map(lambda p: self.exchange(p, snap), peers))
+            return self._in_parallel(peers, snap)
         return [self.exchange(p, snap) for p in peers]
+
+    def _in_parallel(self, peers: list[str], snap: Snapshot) -> list[Exchange]:
+        """Run the exchanges concurrently; one still running past its deadline is reported failed."""
+        assert self._executor is not None
+        futures = [self._executor.submit(self.exchange, p, snap) for p in peers]
+        wait(futures, self.config.timeout + ROUND_SLACK)
+        return [f.result() if f.done() else Exchange(p, ok=False, error="still running past the deadline")
+                for p, f in zip(peers, futures, strict=True)]
 
     def exchange(self, peer: str, snap: Snapshot | None = None) -> Exchange:
         """Run one push-pull exchange with ``peer``, offering ``snap`` (default: now's); never raises."""
@@ -213,23 +225,27 @@ class Node:
         )
         return result
 
-    def _send(self, peer: str, message: wire.Message, now: float, result: Exchange) -> dict:
-        """Send ``message`` to ``peer`` and return the reply's JSON object, counting bytes."""
+    def _send(self, peer: str, message: wire.Message, deadline: float, result: Exchange) -> dict:
+        """Send ``message`` to ``peer`` and return the reply's JSON object by ``deadline``, counting bytes."""
         if self.transport is None:
             raise TransportError("this node has no transport")
-        reply = self.transport.send(peer, wire.encode(message, now), self.config.timeout)
+        now = self.clock.now()
+        if now >= deadline:
+            raise TransportError(f"{peer}: exchange deadline passed before sending")
+        reply = self.transport.send(peer, wire.encode(message, now), deadline - now)
         result.bytes_sent += reply.sent
         result.bytes_received += reply.received
         return reply.body
 
     def _exchange(self, peer: str, result: Exchange, snap: Snapshot) -> None:
+        # One deadline for the whole exchange, both requests: a slow peer holds it (and its round) no longer.
+        deadline = self.clock.now() + self.config.timeout
         steps = handshake.Initiator(self.address, snap, self.lease)
-        summary = self._send(peer, steps.start(), self.clock.now(), result)
-        now = self.clock.now()
-        push = steps.on_summary_reply(wire.decode_summary_reply(summary), now)
+        summary = wire.decode_summary_reply(self._send(peer, steps.start(), deadline, result))
+        push = steps.on_summary_reply(summary, self.clock.now())
         if push is None:
             return
-        body = self._send(peer, push, now, result)
+        body = self._send(peer, push, deadline, result)
         result.sent = len(push.entries)
         pulled = steps.on_push_reply(wire.decode_push_reply(body, self.clock.now()))
         result.received = len(self.merge(pulled))

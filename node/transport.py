@@ -20,12 +20,14 @@ import json
 import logging
 import random
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Protocol
 
+from .deadline import DeadlineConnection
 from .keyring import CLUSTER_HEADER, OPEN, REPLY, REQUEST, SIGNATURE_HEADER, Keyring, Rejected
 from .wire import dumps
 
@@ -106,42 +108,32 @@ def check_reply(keyring: Keyring, peer: str, body: bytes, headers: Mapping[str, 
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-class _CountingConnection(http.client.HTTPConnection):
-    """An HTTPConnection that counts the bytes it writes: request line, headers and body."""
-
-    written = 0
-
-    def send(self, data) -> None:
-        self.written += len(data)
-        super().send(data)
-
-
 class HttpTransport:
     """POSTs messages to ``http://<peer>/gossip`` over kept-alive connections.
 
     Built on ``http.client`` with a small pool (at most one idle connection per peer,
     ``max_idle`` in all): a gossip exchange costs a fraction of a millisecond of CPU
-    and sends only the headers HTTP/1.1 needs.
+    and sends only the headers HTTP/1.1 needs. ``timeout`` bounds a whole ``send``
+    (connect, request, reply), not each read (``deadline``).
     """
 
     def __init__(self, max_idle: int = 128, keyring: Keyring = OPEN) -> None:
-        self._idle: OrderedDict[str, _CountingConnection] = OrderedDict()
+        self._idle: OrderedDict[str, DeadlineConnection] = OrderedDict()
         self._lock = threading.Lock()
         self.max_idle = max_idle
         self.keyring = keyring
 
-    def _take(self, peer: str, timeout: float) -> tuple[_CountingConnection, bool]:
+    def _take(self, peer: str, deadline: float) -> tuple[DeadlineConnection, bool]:
         with self._lock:
             conn = self._idle.pop(peer, None)
-        if conn is not None:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
-            return conn, True
-        host, _, port = peer.rpartition(":")
-        return _CountingConnection(host.strip("[]"), int(port), timeout=timeout), False
+        reused = conn is not None
+        if conn is None:
+            host, _, port = peer.rpartition(":")
+            conn = DeadlineConnection(host.strip("[]"), int(port))
+        conn.set_deadline(deadline)
+        return conn, reused
 
-    def _give_back(self, peer: str, conn: _CountingConnection) -> None:
+    def _give_back(self, peer: str, conn: DeadlineConnection) -> None:
         with self._lock:
             old = self._idle.pop(peer, None)
             self._idle[peer] = conn
@@ -154,8 +146,9 @@ class HttpTransport:
         body = dumps(message)
         seal = self.keyring.seal(body, REQUEST)
         headers = {"Content-Type": "application/json", **seal}
+        deadline = time.monotonic() + timeout
         for attempt in range(2):
-            conn, reused = self._take(peer, timeout)
+            conn, reused = self._take(peer, deadline)
             conn.written = 0
             try:
                 conn.request("POST", GOSSIP_PATH, body, headers)
