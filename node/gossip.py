@@ -71,6 +71,7 @@ class Stats:
     suspicions: int = 0  # peers suspected after a failed exchange
     down_marks: int = 0  # suspects this node marked down (tombstones of their entries)
     refutations: int = 0  # times this node found itself marked down and re-registered
+    late_replies: int = 0  # replies decoded after their exchange's deadline, dropped unmerged
     # reason (versions.VERSION_JUMP) -> gossiped entries refused, unmerged
     refused: dict[str, int] = field(default_factory=lambda: {versions.VERSION_JUMP: 0})
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -96,6 +97,10 @@ class Stats:
         with self.lock:
             self.bytes_sent += sent
             self.bytes_received += received
+
+
+class LateReply(TransportError):
+    """A reply came after its exchange's deadline: the ages it carries are stale, so it is dropped."""
 
 
 ROUND_SLACK = 0.25
@@ -237,17 +242,27 @@ class Node:
         result.bytes_received += reply.received
         return reply.body
 
+    def _on_time(self, peer: str, deadline: float) -> float:
+        """Return now if the exchange's ``deadline`` has not passed; else count and raise LateReply."""
+        now = self.clock.now()
+        if now > deadline:
+            self.stats.add(late_replies=1)
+            raise LateReply(f"{peer}: reply came {now - deadline:.3f}s after the exchange's deadline; dropped")
+        return now
+
     def _exchange(self, peer: str, result: Exchange, snap: Snapshot) -> None:
-        # One deadline for the whole exchange, both requests: a slow peer holds it (and its round) no longer.
+        # One deadline for the whole exchange, both requests: a reply is dated on arrival
+        # (leases travel as ages), so one applied late would make old entries young.
         deadline = self.clock.now() + self.config.timeout
         steps = handshake.Initiator(self.address, snap, self.lease)
         summary = wire.decode_summary_reply(self._send(peer, steps.start(), deadline, result))
-        push = steps.on_summary_reply(summary, self.clock.now())
+        push = steps.on_summary_reply(summary, self._on_time(peer, deadline))
         if push is None:
             return
         body = self._send(peer, push, deadline, result)
         result.sent = len(push.entries)
         pulled = steps.on_push_reply(wire.decode_push_reply(body, self.clock.now()))
+        self._on_time(peer, deadline)  # after decoding, before anything is merged
         result.received = len(self.merge(pulled))
 
     def merge(self, entries: Iterable[Entry]) -> list[Entry]:

@@ -40,6 +40,8 @@ class NodeCollector:
             ("sd_gossip_suspicions", "Peers suspected after a failed exchange", s.suspicions),
             ("sd_gossip_down_marks", "Suspects marked down by this node", s.down_marks),
             ("sd_gossip_refutations", "Times this node found itself marked down and re-registered", s.refutations),
+            ("sd_gossip_replies_late", "Replies that came after their exchange's deadline, dropped unmerged",
+             s.late_replies),
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)

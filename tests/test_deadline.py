@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from node.app import build_node
+from node.app import build_node, create_app
 from node.config import TEST
 from node.transport import HttpTransport, InMemoryNetwork, Reply
 
@@ -105,3 +105,39 @@ def test_a_round_with_a_dripping_peer_finishes_on_time_and_converges_with_the_he
     assert {r.peer: r.ok for r in results} == {dripper: False, "b:2": True}
     assert "10.0.0.9:80" in a.listing()
 
+
+class Late:
+    """Delivers over the in-memory network, but the push's reply comes ``delay`` seconds (fake clock) late."""
+
+    def __init__(self, inner, clock, delay: float) -> None:
+        self.inner, self.clock, self.delay = inner, clock, delay
+
+    def send(self, peer: str, message: dict, timeout: float) -> Reply:
+        reply = self.inner.send(peer, message, timeout)
+        if "entries" in message:  # the Push: its reply carries entries, dated by their ages on arrival
+            self.clock.advance(self.delay)
+        return reply
+
+
+def test_a_reply_that_comes_after_the_deadline_is_dropped_unmerged(make_node, clock):
+    a, b = make_node("a:1"), make_node("b:2")
+    b.register("10.0.0.9:80", "web")
+    a.register("10.0.0.1:80", "web")  # a differs from b: the exchange gets to the Push
+    a.transport = Late(a.transport, clock, a.config.timeout * 3)
+
+    result = a.exchange("b:2")
+
+    assert not result.ok and "deadline" in (result.error or "")
+    assert "10.0.0.9:80" not in a.listing()
+    assert a.stats.late_replies == 1
+    assert b"sd_gossip_replies_late_total 1.0" in create_app(node=a).test_client().get("/metrics").data
+
+
+def test_a_reply_within_the_deadline_is_merged(make_node, clock):
+    a, b = make_node("a:1"), make_node("b:2")
+    b.register("10.0.0.9:80", "web")
+    a.register("10.0.0.1:80", "web")
+    a.transport = Late(a.transport, clock, a.config.timeout / 2)
+
+    assert a.exchange("b:2").ok
+    assert "10.0.0.9:80" in a.listing()
