@@ -107,6 +107,14 @@ ROUND_SLACK = 0.25
 """Seconds a round waits for its exchanges beyond their deadline (``timeout``) before it moves on."""
 
 
+@dataclass(frozen=True)
+class RoundDone:
+    """When the last round completed (lease clock) and how many of its exchanges failed."""
+
+    at: float
+    failures: int
+
+
 class Node:
     """One registry node; the protocol glue between store, clock, transport and RNG."""
 
@@ -133,6 +141,8 @@ class Node:
         self.detector = Detector(self, self._probes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.started_at: float | None = None  # when the loop started (lease clock); None: not started
+        self.last_round: RoundDone | None = None
 
     # -- local writes ------------------------------------------------------------------
 
@@ -194,8 +204,11 @@ class Node:
         # exchange pulls in is passed on from the next round, the same in both.
         snap = self.store.snapshot()
         if self._executor is not None and len(peers) > 1:
-            return self._in_parallel(peers, snap)
-        return [self.exchange(p, snap) for p in peers]
+            done = self._in_parallel(peers, snap)
+        else:
+            done = [self.exchange(p, snap) for p in peers]
+        self.last_round = RoundDone(self.clock.now(), sum(not e.ok for e in done))
+        return done
 
     def _in_parallel(self, peers: list[str], snap: Snapshot) -> list[Exchange]:
         """Run the exchanges concurrently; one still running past its deadline is reported failed."""
@@ -313,8 +326,13 @@ class Node:
     def start(self) -> None:
         """Start the gossip loop in a daemon thread (once)."""
         if self._thread is None:
+            self.started_at = self.clock.now()
             self._thread = threading.Thread(target=self._loop, name="gossip-loop", daemon=True)
             self._thread.start()
+
+    def looping(self) -> bool:
+        """Whether the gossip loop was started, not stopped, and its thread is alive."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the gossip loop and wait for it."""

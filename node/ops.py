@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .gossip import Node
+from .health import report
 from .keyring import REASONS
 from .web import get_node
 
@@ -15,9 +16,9 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/health")
 def health():
-    """Report liveness with a few facts about this node."""
-    node = get_node()
-    return jsonify(status="ok", address=node.address, entries=len(node.listing()), peers=len(node.peers()))
+    """Report this node's facts: 200 "ok", or 503 "degraded" with the ``problems`` (``health``)."""
+    healthy, body = report(get_node())
+    return jsonify(body), 200 if healthy else 503
 
 
 class NodeCollector:

@@ -48,6 +48,8 @@ class Store:
         self.lease = lease
         self._lock = threading.Lock()
         self._snap = Snapshot.of({}, {}, 0)
+        self.write_error: str | None = None
+        """Why the last write failed to be stored, or None when it was stored (read by /health)."""
 
     # -- reading ---------------------------------------------------------------------
 
@@ -116,7 +118,12 @@ class Store:
         # take the largest version with it, and one that stores no row of version ``clock``
         # leaves it unwitnessed: only these record the clock in the meta row.
         record_clock = bool(deletes) or all(e.version != new.clock for e in upserts)
-        self._persist([(e, seen) for e in upserts], deletes, new.clock if record_clock else None)
+        try:
+            self._persist([(e, seen) for e in upserts], deletes, new.clock if record_clock else None)
+        except Exception as exc:
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.write_error = None
         self._snap = new
 
     def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int | None) -> None:

@@ -379,7 +379,8 @@ def test_health(client, node):
     resp = client.get("/health")
 
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ok", "address": "n1:5001", "entries": 1, "peers": 0}
+    assert resp.get_json() == {"status": "ok", "address": "n1:5001", "entries": 1, "peers": 0,
+                               "last_round_age": None, "last_round_failures": None, "store_writable": True}
 
 
 def test_metrics_after_some_activity(pair, net):
