@@ -29,6 +29,11 @@ def node_index(name: str) -> int:
     return int(m.group(1))
 
 
+def is_node_name(name: str | None) -> bool:
+    """Whether ``name`` is a node name ``n<k>`` (labels of other harness objects are not)."""
+    return isinstance(name, str) and _NODE_NAME.match(name) is not None
+
+
 def node_names(count: int) -> list[str]:
     """Return the names of a ``count``-node cluster: n1..n<count>."""
     return [f"n{k}" for k in range(1, count + 1)]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import docker
 import docker.errors
 import requests
 
@@ -46,12 +47,31 @@ def unreachable(exc: Exception) -> str:
     return f"cannot reach the Docker daemon at {where}: {reason}"
 
 
+def connect(client=None):
+    """Return a Docker client that answers ping, or raise DockerUnavailable."""
+    try:
+        client = client or docker.from_env()  # type: ignore[attr-defined]  # the SDK is untyped
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise DockerUnavailable(unreachable(exc)) from exc
+    return client
+
+
 class ContainerNodeOps:
     """Node operations on the node's container, the one ``_container(node)`` returns.
 
     A backend supplies ``_container``, which raises NodeNotFound when the node has no container
     (any more); what starting and restarting a node means stays the backend's own.
     """
+
+    _client: Any = None
+
+    @property
+    def client(self):
+        """The Docker client (the swarm manager's, for Swarm), connected and pinged on first use."""
+        if self._client is None:
+            self._client = connect()
+        return self._client
 
     def _container(self, node: Node) -> Any:
         """The Docker container of ``node``, or NodeNotFound."""

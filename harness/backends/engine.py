@@ -21,13 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import docker.errors
 import docker.types
-import requests
 
 from .. import hostlimits, topology
-from ..errors import ClusterExists, ClusterNotFound, DockerUnavailable, HarnessError, ImageNotFound, NodeNotFound
+from ..errors import ClusterExists, ClusterNotFound, HarnessError, ImageNotFound, NodeNotFound
 from ..localnode import free_port
 from . import DEFAULT_IMAGE, Deployment, Node, Spec
-from .containers import ContainerNodeOps, docker_errors, unreachable
+from .containers import ContainerNodeOps, connect, docker_errors
 
 LABEL_HARNESS = "sd.harness"
 LABEL_CLUSTER = "sd.cluster"
@@ -45,16 +44,6 @@ MAX_WORKERS = 8
 _PORT_IN_USE = ("port is already allocated", "address already in use")
 
 
-def connect(client=None):
-    """Return a Docker client that answers ping, or raise DockerUnavailable."""
-    try:
-        client = client or docker.from_env()  # type: ignore[attr-defined]  # the SDK is untyped
-        client.ping()
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise DockerUnavailable(unreachable(exc)) from exc
-    return client
-
-
 def is_local(client) -> bool:
     """Whether the engine runs on this host (a unix socket), so this host's limits apply."""
     return str(getattr(client.api, "base_url", "")).startswith("http+docker://")
@@ -63,7 +52,8 @@ def is_local(client) -> bool:
 def running_cluster_sizes(client) -> list[int]:
     """Return the node count of every harness cluster that has containers on the engine."""
     containers = client.containers.list(all=True, filters={"label": LABEL_HARNESS})
-    sizes = Counter(c.labels.get(LABEL_CLUSTER, "") for c in containers if _is_node(c.labels.get(LABEL_NODE)))
+    nodes = (c for c in containers if topology.is_node_name(c.labels.get(LABEL_NODE)))
+    sizes = Counter(c.labels.get(LABEL_CLUSTER, "") for c in nodes)
     return list(sizes.values())
 
 
@@ -72,12 +62,6 @@ def labels_filter(cluster: str | None = None) -> list[str]:
     return [f"{LABEL_HARNESS}=1"] + ([f"{LABEL_CLUSTER}={cluster}"] if cluster is not None else [])
 
 
-def _is_node(label: str | None) -> bool:
-    try:
-        topology.node_index(label or "")
-        return True
-    except NodeNotFound:
-        return False
 
 
 class EngineBackend(ContainerNodeOps):
@@ -91,13 +75,6 @@ class EngineBackend(ContainerNodeOps):
 
     def __init__(self, client=None):
         self._client = client
-
-    @property
-    def client(self):
-        """The Docker client, connected (and pinged) on first use."""
-        if self._client is None:
-            self._client = connect()
-        return self._client
 
     # ------------------------------------------------------------------ clusters
 
@@ -264,7 +241,7 @@ class EngineBackend(ContainerNodeOps):
     def _containers(self, cluster: str) -> list:
         """The cluster's node containers, n1 first."""
         found = self.client.containers.list(all=True, filters={"label": labels_filter(cluster)})
-        return sorted((c for c in found if _is_node(c.labels.get(LABEL_NODE))),
+        return sorted((c for c in found if topology.is_node_name(c.labels.get(LABEL_NODE))),
                       key=lambda c: topology.node_index(c.labels[LABEL_NODE]))
 
     def _container(self, node: Node):

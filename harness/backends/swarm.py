@@ -40,8 +40,8 @@ from .. import hostlimits, topology
 from ..errors import ClusterExists, ClusterNotFound, ImageNotFound, NodeNotFound, NodeStartError
 from ..wait import wait_until
 from . import Deployment, Node, Spec, gateway, swarmgc, swarmmode
-from .containers import ContainerNodeOps, docker_errors
-from .engine import LABEL_CLUSTER, LABEL_NODE, LABEL_RUN, connect, is_local, running_cluster_sizes
+from .containers import ContainerNodeOps, connect, docker_errors
+from .engine import LABEL_CLUSTER, LABEL_NODE, LABEL_RUN, is_local, running_cluster_sizes
 from .swarmplan import (
     free_subnet,
     network_name,
@@ -83,13 +83,6 @@ class SwarmBackend(ContainerNodeOps):
         self._sizes: dict[str, int] = {}                # cluster -> nodes the first gateway serves
         self._images: dict[str, str] = {}               # cluster -> image ID
         self.initialized_swarm = False                  # whether this backend ran swarm init
-
-    @property
-    def client(self):
-        """The manager's Docker client, connected (and pinged) on first use."""
-        if self._client is None:
-            self._client = connect()
-        return self._client
 
     @property
     def engines(self) -> swarmmode.Engines:
@@ -221,7 +214,7 @@ class SwarmBackend(ContainerNodeOps):
     def _services(self, cluster: str | None) -> list:
         """The node services of ``cluster`` (every cluster when None), n1 first."""
         found = self.client.services.list(filters={"label": swarm_filter(cluster)})
-        nodes = [s for s in found if _is_node((s.attrs["Spec"].get("Labels") or {}).get(LABEL_NODE))]
+        nodes = [s for s in found if topology.is_node_name((s.attrs["Spec"].get("Labels") or {}).get(LABEL_NODE))]
         return sorted(nodes, key=lambda s: topology.node_index(s.attrs["Spec"]["Labels"][LABEL_NODE]))
 
     def _cluster_sizes(self) -> list[int]:
@@ -326,9 +319,3 @@ class SwarmBackend(ContainerNodeOps):
         return self._ports(deployment)
 
 
-def _is_node(label: str | None) -> bool:
-    try:
-        topology.node_index(label or "")
-        return True
-    except NodeNotFound:
-        return False
