@@ -16,6 +16,7 @@ from .gossip import Node, lease_of
 from .store import SqliteStore, Store
 from .transport import GOSSIP_PATH, GossipEndpoint, HttpTransport, Transport
 from .versions import VersionsExhausted
+from .watch import Watches
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
     app.config["MAX_CONTENT_LENGTH"] = node.config.max_body
     app.json = _InsertionOrderJSON(app)
     app.extensions["sd_node"] = node
+    # Held listing requests each keep a worker thread: at most half of them (see ``watch``).
+    app.extensions["sd_watches"] = Watches.for_threads(node.config.threads)
 
     app.register_blueprint(registry.bp)
     app.register_blueprint(registry.legacy_bp)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from . import protocol
+from . import protocol, watch
 from .addresses import AddressError, canonical
 from .protocol import Entry, Lease
 from .snapshot import Snapshot
@@ -144,16 +144,21 @@ def build_listing(snap: Snapshot, now: float, lease: Lease) -> tuple[Listing, fl
 
 @bp.get("/list")
 def list_instances():
-    """List registered instances keyed by address; filters: app_name, status."""
+    """List registered instances keyed by address; filters: app_name, status; a watch with index and wait.
+
+    Every answer carries the state's index in X-Registry-Index (see ``watch``).
+    """
     node = get_node()
     app_name = request.args.get("app_name")
     status = request.args.get("status")
     if status is not None and status not in STATUSES:
         abort(400, f"status must be one of {', '.join(STATUSES)}")
+    snap = watch.snapshot_for(request.args, node.store, current_app.extensions["sd_watches"])
     now = node.clock.now()
-    snap = node.store.snapshot()
     listing = snap.derived("registry.list", now, lambda: build_listing(snap, now, node.lease))
-    return Response(listing.select(app_name, status), mimetype=current_app.json.mimetype)  # type: ignore[attr-defined]
+    body = listing.select(app_name, status)
+    return Response(body, mimetype=current_app.json.mimetype,  # type: ignore[attr-defined]
+                    headers={watch.INDEX_HEADER: str(snap.generation)})
 
 
 @bp.post("/register_instance")

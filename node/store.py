@@ -50,12 +50,19 @@ class Store:
         self._snap = Snapshot.of({}, {}, 0)
         self.write_error: str | None = None
         """Why the last write failed to be stored, or None when it was stored (read by /health)."""
+        self._changed = threading.Condition()  # notified whenever a new snapshot is installed
 
     # -- reading ---------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
         """Return the current snapshot (may include entries that are already gone)."""
         return self._snap
+
+    def next_snapshot(self, generation: int, timeout: float) -> Snapshot:
+        """Return the current snapshot once its generation differs from ``generation``, or after ``timeout`` s."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._snap.generation != generation, timeout)
+            return self._snap
 
     def live(self, now: float) -> Mapping[str, Entry]:
         """Return every entry not yet gone at ``now``: listed ones and tombstones (read-only)."""
@@ -124,7 +131,9 @@ class Store:
             self.write_error = f"{type(exc).__name__}: {exc}"
             raise
         self.write_error = None
-        self._snap = new
+        with self._changed:
+            self._snap = new
+            self._changed.notify_all()
 
     def _persist(self, rows: list[tuple[Entry, Seen]], deletes: list[str], clock: int | None) -> None:
         """Make a write durable (and ``clock``, unless None); the memory store has nothing to do."""
