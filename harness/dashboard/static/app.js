@@ -23,36 +23,54 @@ function svg(tag, attrs) {
   return e;
 }
 
-function cell(n) {
-  const c = el("div", { class: "cell", "data-node": n.name, "data-state": n.state,
-                        "data-group": n.group == null ? "" : String(n.group) });
+const cellOf = new Map();  // node -> its cell, updated in place so clicks never land on a replaced element
+let layout = "";
+
+function cell(name) {
+  let c = cellOf.get(name);
+  if (c) return c;
+  c = el("div", { class: "cell", "data-node": name });
+  for (const part of ["name", "state", "stat entries", "stat rps", "stat bps", "marks", "holds"]) c.appendChild(el("div", { class: part }));
+  c.querySelector(".name").textContent = name;
+  c.querySelector(".holds").title = "holds the watched address";
+  c.addEventListener("click", () => { picked.has(name) ? picked.delete(name) : picked.add(name); render(); });
+  cellOf.set(name, c);
+  return c;
+}
+
+function fillCell(n) {
+  const c = cell(n.name);
+  c.dataset.state = n.state;
+  c.dataset.group = n.group == null ? "" : String(n.group);
   c.style.background = colour(n.group);
-  if (picked.has(n.name)) c.classList.add("picked");
-  if (n.holds) c.classList.add("holds");
-  c.appendChild(el("div", { class: "name" }, n.name));
-  if (n.state !== "running") c.appendChild(el("div", { class: "state" }, n.state === "exited" ? "killed" : n.state));
-  c.appendChild(el("div", { class: "stat entries" }, (n.entries == null ? "–" : n.entries) + " entries"));
-  c.appendChild(el("div", { class: "stat" }, (n.rps == null ? "–" : n.rps.toFixed(1)) + " rounds/s"));
-  c.appendChild(el("div", { class: "stat" }, fmtBytes(n.bps)));
+  c.classList.toggle("picked", picked.has(n.name));
+  c.classList.toggle("holds", n.holds);
+  c.querySelector(".state").textContent = n.state === "running" ? "" : n.state === "exited" ? "killed" : n.state;
+  c.querySelector(".entries").textContent = (n.entries == null ? "–" : n.entries) + " entries";
+  c.querySelector(".rps").textContent = (n.rps == null ? "–" : n.rps.toFixed(1)) + " rounds/s";
+  c.querySelector(".bps").textContent = fmtBytes(n.bps);
   const marks = [];
   if (n.loss) marks.push("loss " + n.loss + "%");
   for (const d of n.cuts_out) marks.push("-/-> " + d);
-  for (const s of n.cuts_in) marks.push(s + " -/->");
-  if (marks.length) c.appendChild(el("div", { class: "marks" }, marks.join(" · ")));
-  c.appendChild(el("div", { class: "holds", title: "holds the watched address" }));
-  c.addEventListener("click", () => { picked.has(n.name) ? picked.delete(n.name) : picked.add(n.name); render(); });
+  for (const src of n.cuts_in) marks.push(src + " -/->");
+  c.querySelector(".marks").textContent = marks.join(" · ");
   return c;
 }
 
 function renderCluster(s) {
   const byName = Object.fromEntries(s.nodes.map((n) => [n.name, n]));
+  for (const n of s.nodes) fillCell(n);
   const box = $("cluster");
-  box.replaceChildren();
-  box.classList.toggle("partitioned", s.partition.length > 1);
-  for (const group of s.partition) {
-    const g = el("div", { class: "pgroup" });
-    for (const name of group) if (byName[name]) g.appendChild(cell(byName[name]));
-    box.appendChild(g);
+  const shape = JSON.stringify(s.partition) + "/" + s.nodes.map((n) => n.name).join(",");
+  if (shape !== layout) {  // regroup the cells only when the partition or the nodes change
+    layout = shape;
+    box.replaceChildren();
+    box.classList.toggle("partitioned", s.partition.length > 1);
+    for (const group of s.partition) {
+      const g = el("div", { class: "pgroup" });
+      for (const name of group) if (byName[name]) g.appendChild(cell(name));
+      box.appendChild(g);
+    }
   }
   const sizes = {};
   for (const n of s.nodes) if (n.group != null) sizes[n.group] = (sizes[n.group] || 0) + 1;
@@ -91,7 +109,7 @@ function renderTrack(s) {
   const chart = $("chart"), holders = $("holders");
   chart.replaceChildren(); holders.replaceChildren();
   const t = s.track;
-  if (!t) { $("track-text").textContent = "register or type an address to watch it spread"; return; }
+  if (!t) { $("chart-key").textContent = ""; $("track-text").textContent = "register or type an address to watch it spread"; return; }
   $("track-text").textContent = t.address + ": " + t.holders + " / " + t.nodes + " nodes";
   const W = 420, H = 220, L = 36, B = 24, T = 8, R = 10;
   const times = Object.values(t.since);
@@ -107,10 +125,9 @@ function renderTrack(s) {
   times.sort((a, b) => a - b).forEach((v, i) => { pts.push([v, i / t.nodes]); pts.push([v, (i + 1) / t.nodes]); });
   if (times.length) pts.push([Math.max(...times), times.length / t.nodes]);
   chart.appendChild(svg("polyline", { class: "seen", points: pts.map(([a, f]) => x(a) + "," + y(f)).join(" ") }));
-  const key = svg("text", { x: L + 8, y: T + 12 });
-  key.textContent = "— held (first-seen)   - - Serf model, N=" + t.nodes + ", fanout " + t.fanout +
-    (t.theory.push_pull_mean_s != null ? "; push-pull mean " + t.theory.push_pull_mean_s + " s" : "");
-  chart.appendChild(key);
+  $("chart-key").textContent = "solid: nodes holding it, by their first-seen instants · dashed: Serf's model for N=" +
+    t.nodes + ", fanout " + t.fanout + ", " + t.interval + " s rounds" +
+    (t.theory.push_pull_mean_s != null ? " · push-pull table: all nodes in " + t.theory.push_pull_mean_s + " s on average" : "");
   for (const [name, since] of Object.entries(t.since)) holders.appendChild(el("li", {}, name + " +" + since.toFixed(2) + " s"));
 }
 
