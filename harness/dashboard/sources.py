@@ -131,7 +131,7 @@ class ClusterSource:
 
     def __init__(self, cluster, every: float = 2.0, wait: float = 10.0) -> None:
         self.cluster = cluster
-        self.backend = type(cluster.backend).__name__.removesuffix("Backend").lower() or "docker"
+        self.backend = "swarm" if "swarm" in type(cluster.backend).__name__.lower() else "docker"
         self.name = cluster.name
         self.fanout = cluster.fanout or 3  # the node's preset (node.config.Config.fanout)
         self.interval = cluster.interval or 1.0  # ... and interval

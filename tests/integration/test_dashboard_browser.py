@@ -100,7 +100,8 @@ def cells(driver) -> dict[str, dict]:
 
 def groups_drawn(driver) -> list[list[str]]:
     return driver.execute_script("""
-        return [...document.querySelectorAll('.pgroup')].map(g => [...g.querySelectorAll('.cell')].map(c => c.dataset.node));""")
+        return [...document.querySelectorAll('.pgroup')]
+            .map(g => [...g.querySelectorAll('.cell')].map(c => c.dataset.node));""")
 
 
 def summary(driver) -> str:
@@ -122,8 +123,8 @@ def type_into(driver, selector: str, text: str):
 
 
 def register_through_page(driver, node: str, address: str):
-    from selenium.webdriver.support.ui import Select
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     Select(driver.find_element(By.ID, "node-select")).select_by_value(node)
     type_into(driver, "#address", address)
