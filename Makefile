@@ -6,9 +6,10 @@ N      ?= 3
 NAME   ?= default
 PORT   ?= 5000
 IMAGE  ?= sd-node:latest
+DASH_PORT ?= 8089
 
 .DEFAULT_GOAL := help
-.PHONY: help install image node test test-unit test-integration lint cluster-up cluster-status cluster-down gc bench experiment clean
+.PHONY: help install image node test test-unit test-integration lint browser dashboard cluster-up cluster-status cluster-down gc bench experiment clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,9 +27,10 @@ image: ## build the node image (no pull, no network in docker build)
 node: install ## run one node on 127.0.0.1:$(PORT) (SEEDS=host:port,... to join others)
 	$(BIN)/python -m node --port $(PORT) --db node-$(PORT).db $(if $(SEEDS),--seeds $(SEEDS))
 
-test: install ## unit tests, then Docker integration tests (image built when Docker is usable)
+test: install ## unit tests, then Docker and browser integration tests (image built when Docker is usable)
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image; \
 	 else echo "Docker is not usable here: integration tests will skip (they fail under CI=true)"; fi
+	@if [ "$$CI" = true ]; then $(MAKE) --no-print-directory browser; fi
 	$(BIN)/python -m pytest tests
 
 test-unit: install ## unit tests only (no Docker)
@@ -40,6 +42,15 @@ test-integration: install image ## Docker integration tests only
 lint: install ## ruff (style, complexity C901) and mypy over node/ and harness/
 	$(BIN)/ruff check node harness tests bench
 	$(BIN)/mypy
+
+browser: ## install headless Chromium and its driver when missing (Debian packages; needs root and apt-get)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium and chromedriver: present"; \
+	 elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	 else echo "no chromium here and no root apt-get to install it: the browser tests will skip (they fail under CI=true)"; fi
+
+dashboard: install ## live page of cluster NAME on 127.0.0.1:$(DASH_PORT) (BACKEND=sim N=20: a simulated one)
+	$(BIN)/python -m harness dashboard --name $(NAME) --port $(DASH_PORT) $(if $(BACKEND),--backend $(BACKEND) --nodes $(N))
 
 cluster-up: install image ## start an N-node cluster (make cluster-up N=5)
 	$(BIN)/python -m harness tune-host --nodes $(N)
