@@ -139,12 +139,18 @@ def served_cluster(make_node):
     for k in (1, 2, 3):
         counting = Counting(node_app(node=make_node(f"n{k}:500{k}")))
         srv = waitress.create_server(counting, host="127.0.0.1", port=0, threads=8)
-        threading.Thread(target=srv.run, daemon=True).start()
-        servers.append(srv)
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        servers.append((srv, thread))
         urls[f"n{k}"], counters[f"n{k}"] = f"http://127.0.0.1:{srv.effective_port}", counting.paths
     yield ServedCluster(urls), counters
-    for srv in servers:
-        srv.close()
+    for srv, thread in servers:
+        channels = list(srv._map.values())
+        srv._map.clear()  # the server's loop ends once its socket map is empty, then the sockets close
+        thread.join(5)
+        for channel in channels:
+            channel.close()
+        srv.task_dispatcher.shutdown()
 
 
 def test_the_poller_watches_each_node_once_however_many_pages_are_open(served_cluster):
@@ -169,3 +175,36 @@ def test_the_poller_watches_each_node_once_however_many_pages_are_open(served_cl
         assert paths["/registry/list"] <= 3, (name, paths)
         assert paths["/metrics"] <= 2, (name, paths)
     assert shown < 2  # the write woke n2's watch, long before the next poll (every 30 s)
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def test_the_command_names_a_cluster_it_cannot_find_in_one_line():
+    from click.testing import CliRunner
+
+    from harness import cli
+    from harness.errors import ClusterNotFound
+
+    def attach(name):
+        raise ClusterNotFound(f"no cluster named {name!r} (start one with `up --name {name}`)")
+
+    result = CliRunner().invoke(cli.main, ["dashboard", "--name", "missing"], obj={"attach": attach})
+    assert result.exit_code == 1
+    assert "no cluster named 'missing'" in result.output
+
+
+def test_the_command_says_when_its_port_is_taken():
+    import socket
+
+    from click.testing import CliRunner
+
+    from harness import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli.main, ["dashboard", "--backend", "sim", "--nodes", "3", "--port", str(port)])
+    assert result.exit_code != 0
+    assert str(port) in result.output  # werkzeug says the port is in use

@@ -117,7 +117,11 @@ def served(make_node, monkeypatch):
     try:
         yield node, watches, f"http://127.0.0.1:{srv.effective_port}"
     finally:
-        srv.close()
+        channels = list(srv._map.values())
+        srv._map.clear()  # the server's loop ends once its socket map is empty ...
+        thread.join(5)
+        for channel in channels:  # ... and only then are the sockets closed under it
+            channel.close()
         srv.task_dispatcher.shutdown()
 
 

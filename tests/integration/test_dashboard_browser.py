@@ -191,7 +191,8 @@ def test_cells_picked_on_the_page_are_partitioned_from_the_rest_and_a_kill_is_dr
 
 
 @pytest.mark.integration
-def test_a_docker_cluster_shows_its_cells_and_a_registration_reaches_them(browser, docker_client, node_image, run_tag):
+def test_a_docker_cluster_shows_its_cells_a_registration_reaches_them_and_a_partition_heals(
+        browser, docker_client, node_image, run_tag):
     from harness import Cluster
 
     from .params import FANOUT, INTERVAL
@@ -206,5 +207,11 @@ def test_a_docker_cluster_shows_its_cells_and_a_registration_reaches_them(browse
             register_through_page(browser, "n2", "10.9.0.3:8080")
             until(browser, lambda d: all(c["holds"] for c in cells(d).values()), "the registration on every cell")
             until(browser, lambda d: converged(d, 3), "one colour again")
+            type_into(browser, "#groups", "n1 | n2,n3")
+            click(browser, "#partition")
+            until(browser, lambda d: sorted(map(sorted, groups_drawn(d))) == [["n1"], ["n2", "n3"]], "two groups")
+            click(browser, "#heal")
+            until(browser, lambda d: len(groups_drawn(d)) == 1, "one group after heal")
+            until(browser, lambda d: converged(d, 3), "one colour after heal")
         finally:
             stop()
