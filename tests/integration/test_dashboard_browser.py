@@ -204,6 +204,9 @@ def test_a_docker_cluster_shows_its_cells_a_registration_reaches_them_and_a_part
         try:
             browser.get(url)
             until(browser, lambda d: converged(d, 3), "3 cells in one colour")
+            until(browser, lambda d: all(float(r.split()[0]) > 0 for r in d.execute_script(
+                "return [...document.querySelectorAll('.cell .rps')].map(e => e.textContent.replace('–', '0'))")),
+                  "every node's rounds per second from its /metrics")
             register_through_page(browser, "n2", "10.9.0.3:8080")
             until(browser, lambda d: all(c["holds"] for c in cells(d).values()), "the registration on every cell")
             until(browser, lambda d: converged(d, 3), "one colour again")
