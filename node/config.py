@@ -82,6 +82,9 @@ class Config:
     # Suspects probed at once; a failed exchange with a further peer is not followed
     # up until one of them is settled (bounds the probes after a partition).
     max_suspects: int = 4
+    # Node entries for addresses not yet held that one gossip message may add; the rest
+    # are refused and come again in later exchanges (node/membership.py).
+    max_new_peers: int = 128
 
     def advertised(self) -> str:
         """Return the host:port peers use for this node."""
@@ -119,7 +122,7 @@ class Config:
         for name in ("expire_grace", "max_future"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("fanout", "threads", "probe_waves", "max_suspects"):
+        for name in ("fanout", "threads", "probe_waves", "max_suspects", "max_new_peers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.clock_offset) and abs(self.clock_offset) <= MAX_CLOCK_OFFSET):
@@ -184,6 +187,7 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "probe-fanout": (int, "peers asked to probe a suspect indirectly"),
     "probe-waves": (int, "probe waves that must all fail before a suspect is marked down"),
     "max-suspects": (int, "suspects probed at once"),
+    "max-new-peers": (int, "new peers one gossip message may add"),
 }
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
