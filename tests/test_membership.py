@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from harness.sim import SimCluster
+from node import wire
 from node.membership import Members, admit, select_targets
 from node.protocol import NODE_APP, Entry, select_peers
 
@@ -51,3 +53,21 @@ def test_one_message_adds_at_most_the_limit_of_new_peers_and_everything_else_pas
     kept, refused = admit([node_entry(a) for a in FAKE] + others, held, "10.0.0.1:80", 128)
     assert refused == len(FAKE) - 128
     assert len(kept) == 128 + len(others) and kept[-len(others):] == others
+
+
+def test_in_a_cluster_fed_fake_peers_news_still_spreads_and_a_newcomer_joins():
+    c = SimCluster(5, seed=4)
+    c.wait_converged(timeout=5)
+    now = c.clock.now()
+    fakes = [Entry(a, NODE_APP, 0, 5, "10.9.255.1:80", False, now) for a in FAKE]
+    c.node("n1").handle(wire.encode(wire.Push("10.9.255.1:80", fakes, []), now))
+    c.step(20)  # the fakes the bound let in reach every node (and are being marked down, a few a round)
+    assert c.node("n1").stats.refused["new_peer_limit"] == len(FAKE) - 128
+    assert all(len(c.node(n).peers()) > 20 for n in c.nodes)
+    c.register("n1", "10.3.0.1:80", "web")
+    assert c.run_until(lambda: len(c.holders("10.3.0.1:80")) == 5, max_rounds=15) is not None
+    late = c.add_node("n2")
+    c.register(late, "10.3.0.2:80", "web")
+    assert c.run_until(lambda: len(c.holders("10.3.0.2:80")) == 6, max_rounds=15) is not None
+    assert all(c.address(late) in c.node(n).peers() for n in c.nodes if n != late)
+    assert c.address(late) in c.node("n2").member_peers()  # the seed it joined through has seen it
