@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sqlite3
 import sys
@@ -72,12 +73,52 @@ def server_body_limit(config: Config) -> int:
     return max(config.max_body, config.max_gossip_body) + 1
 
 
+FD_RESERVE = 256
+"""Open files kept for what is not a client connection: connections to peers, SQLite, logs."""
+CHANNEL_TIMEOUT = 15
+"""Seconds a connection may stay silent (idle, or stalled in the middle of a request) before it is closed."""
+CLEANUP_INTERVAL = 5
+"""Seconds between the server's sweeps for silent connections."""
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Raise this process's soft limit of open files toward ``wanted`` (at most the hard limit); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, exc)
+    return wanted if soft == resource.RLIM_INFINITY else soft
+
+
+def connection_limit(config: Config) -> int:
+    """Return how many client connections the server may hold: ``max_connections``, or fewer to fit open files."""
+    files = raise_open_files_limit(config.max_connections + FD_RESERVE)
+    limit = max(1, min(config.max_connections, files - FD_RESERVE))
+    if limit < config.max_connections:
+        log.warning("serving at most %d connections, not %d: the open-files limit is %d", limit,
+                    config.max_connections, files)
+    return limit
+
+
 def make_server(node: Node, host: str, port: int):
-    """Return the waitress server of ``node`` on ``host:port`` (not yet running)."""
+    """Return the waitress server of ``node`` on ``host:port`` (not yet running).
+
+    It waits with poll(), not select(), so no descriptor number is too high for it; holds
+    up to ``connection_limit`` connections, the open-files limit raised to fit them; and
+    closes a connection silent for ``CHANNEL_TIMEOUT`` seconds. A request is handed to a
+    worker thread only once it has fully arrived, so slow or stalled clients hold a
+    connection, never a thread.
+    """
     import waitress  # type: ignore[import-untyped]  # no stubs in the dev dependencies
 
     return waitress.create_server(create_app(node=node), host=host, port=port, threads=node.config.threads,
-                                  ident=SERVER_IDENT, connection_limit=1000,
+                                  ident=SERVER_IDENT, asyncore_use_poll=True,
+                                  connection_limit=connection_limit(node.config),
+                                  channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=CLEANUP_INTERVAL,
                                   max_request_body_size=server_body_limit(node.config))
 
 

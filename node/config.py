@@ -62,6 +62,9 @@ class Config:
     max_gossip_body: int = 16 * 1024 * 1024
     # Worker threads of the WSGI server.
     threads: int = 8
+    # Client connections the server holds open at once (idle, mid-request or active);
+    # further ones wait in the listen backlog. Lowered to fit the open-files limit.
+    max_connections: int = 4096
     # Python logging level name.
     log_level: str = "INFO"
     # Extra per-run label shown in logs (harness sets it to the node name).
@@ -82,6 +85,9 @@ class Config:
     # Suspects probed at once; a failed exchange with a further peer is not followed
     # up until one of them is settled (bounds the probes after a partition).
     max_suspects: int = 4
+    # Node entries for addresses not yet held that one gossip message may add; the rest
+    # are refused and come again in later exchanges (node/membership.py).
+    max_new_peers: int = 128
 
     def advertised(self) -> str:
         """Return the host:port peers use for this node."""
@@ -119,7 +125,7 @@ class Config:
         for name in ("expire_grace", "max_future"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("fanout", "threads", "probe_waves", "max_suspects"):
+        for name in ("fanout", "threads", "max_connections", "probe_waves", "max_suspects", "max_new_peers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (math.isfinite(self.clock_offset) and abs(self.clock_offset) <= MAX_CLOCK_OFFSET):
@@ -175,6 +181,7 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "timeout": (float, "seconds one gossip exchange may take"),
     "max-future": (float, "seconds a client last_update may lie in the future"),
     "threads": (int, "WSGI worker threads"),
+    "max-connections": (int, "client connections held open at once"),
     "log-level": (str, "DEBUG, INFO, WARNING or ERROR"),
     "name": (str, "label shown in log lines"),
     "gossip-keys": (str, "comma-separated base64 32-byte keys; the first signs, all verify (none: open gossip)"),
@@ -184,6 +191,7 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "probe-fanout": (int, "peers asked to probe a suspect indirectly"),
     "probe-waves": (int, "probe waves that must all fail before a suspect is marked down"),
     "max-suspects": (int, "suspects probed at once"),
+    "max-new-peers": (int, "new peers one gossip message may add"),
 }
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -2,7 +2,7 @@
 
 A round re-registers this node if its entry is missing or marked down, starts the
 probe waves that are due (``liveness``), drops what is gone, picks peers
-(``protocol.select_peers``) and runs one exchange with each, concurrently when an
+(``membership.select_targets``) and runs one exchange with each, concurrently when an
 executor is given. The exchange's logic is ``handshake``'s; the node only moves its
 messages over the transport (encoded by ``wire``), merges what they bring into the
 store and counts messages and bytes, once per side. Failures of one peer are counted,
@@ -21,11 +21,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from . import handshake, protocol, versions, wire
+from . import handshake, versions, wire
 from .clock import Clock
 from .config import Config
 from .keyring import REASONS, Keyring, parse_keys
 from .liveness import Detector
+from .membership import NEW_PEER_LIMIT, Members, admit, select_targets
 from .protocol import NODE_APP, Entry, Lease
 from .snapshot import Snapshot
 from .store import Store, Written
@@ -72,8 +73,8 @@ class Stats:
     down_marks: int = 0  # suspects this node marked down (tombstones of their entries)
     refutations: int = 0  # times this node found itself marked down and re-registered
     late_replies: int = 0  # replies decoded after their exchange's deadline, dropped unmerged
-    # reason (versions.VERSION_JUMP) -> gossiped entries refused, unmerged
-    refused: dict[str, int] = field(default_factory=lambda: {versions.VERSION_JUMP: 0})
+    # reason (versions.VERSION_JUMP, membership.NEW_PEER_LIMIT) -> gossiped entries refused, unmerged
+    refused: dict[str, int] = field(default_factory=lambda: {versions.VERSION_JUMP: 0, NEW_PEER_LIMIT: 0})
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -139,6 +140,7 @@ class Node:
         self._executor = ThreadPoolExecutor(config.fanout + 1, thread_name_prefix="gossip") if parallel else None
         self._probes = ThreadPoolExecutor(config.probe_fanout + 1, thread_name_prefix="probe") if parallel else None
         self.detector = Detector(self, self._probes)
+        self.members = Members(config.seeds)  # peers seen first-hand (``membership``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at: float | None = None  # when the loop started (lease clock); None: not started
@@ -181,6 +183,10 @@ class Node:
         """Return the live node entries known, except this node."""
         return self.store.snapshot().peers(self.clock.now(), self.lease, self.address)
 
+    def member_peers(self) -> list[str]:
+        """Return the live peers this node has seen first-hand (see ``membership``)."""
+        return self.members.split(self.peers())[0]
+
     # -- gossip: initiator ----------------------------------------------------------------
 
     def run_round(self, peers: list[str] | None = None) -> list[Exchange]:
@@ -196,9 +202,8 @@ class Node:
             live, suspects = self.peers(), self.detector.suspects()
             if suspects:  # being probed: another exchange would only stall this round
                 live = [p for p in live if p not in suspects]
-            peers = protocol.select_peers(
-                self.rng, live, self.config.seeds, self.address, self.config.fanout, presorted=True
-            )
+            members, candidates = self.members.split(live)
+            peers = select_targets(self.rng, members, candidates, self.config.seeds, self.address, self.config.fanout)
         # Every exchange of a round offers the state the round started with, whether the
         # exchanges run in parallel (nodes) or one after another (simulation): what one
         # exchange pulls in is passed on from the next round, the same in both.
@@ -224,6 +229,7 @@ class Node:
         try:
             self._exchange(peer, result, self.store.snapshot() if snap is None else snap)
             result.ok = True
+            self.members.vouch(peer)
         except (TransportError, ProtocolError) as exc:
             if isinstance(exc, ReplyRejected):
                 self.stats.reject(exc.reason)
@@ -283,6 +289,10 @@ class Node:
 
         A change to this node's own entry (a tombstone: marked down) is refuted at once.
         """
+        entries, refused = admit(entries, self.store.snapshot().entries, self.address, self.config.max_new_peers)
+        if refused:
+            self.stats.refuse(NEW_PEER_LIMIT, refused)
+            log.warning("refused %d new peers from one message (at most %d)", refused, self.config.max_new_peers)
         changed = self.store.apply(self._within_reach(entries), self.clock.now(), self.stats.rounds)
         if any(e.address == self.address for e in changed):
             self.renew_self()
@@ -311,6 +321,9 @@ class Node:
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
             self.stats.add(merges_applied=len(self.merge(news)))
+        sender = self.store.get(request.sender, now)
+        if sender is not None and sender.app_name == NODE_APP and not sender.deleted:
+            self.members.vouch(request.sender)  # a known node that reached this one
         return wire.encode(reply, now)
 
     def served(self, received: int, sent: int) -> None:

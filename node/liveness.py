@@ -5,8 +5,9 @@
   known, live node entries are suspected (a seed never heard of, or already marked down,
   is not).
 * A suspicion runs in *waves*. A wave pings the suspect directly (``Ping``) and asks
-  ``probe_fanout`` other live peers, chosen at random, to ping it (``Probe``, SWIM's
-  ping-req); each answers ``Alive(bool)``, a helper within its own ``timeout``.
+  ``probe_fanout`` other peers, chosen at random among the members (``membership``), to
+  ping it (``Probe``, SWIM's ping-req); each answers ``Alive(bool)``, a helper within its
+  own ``timeout``.
 * One "alive" ends the suspicion. A wave in which nobody reached the suspect counts
   against it only when that is *confirmed*: a helper answered "not alive", or there was
   no other peer to ask (a cluster of two). If helpers were asked and none of them
@@ -118,7 +119,7 @@ class Detector:
     def _launch(self, s: Suspicion) -> None:
         """Start one wave against ``s.target`` (claimed: ``running``): a direct ping and ``probe_fanout`` probes."""
         node = self.node
-        others = [p for p in node.peers() if p != s.target]
+        others = [p for p in node.member_peers() if p != s.target]
         helpers = node.rng.sample(others, min(node.config.probe_fanout, len(others)))
         calls: list[Callable[[], str]] = [partial(self.ping, s.target)]
         calls += [partial(self._probe, h, s.target) for h in helpers]
@@ -189,6 +190,8 @@ class Detector:
             alive = self._call(target, Ping(self.node.address), self.node.config.timeout).alive
         except (TransportError, ProtocolError):
             return UNREACHED
+        if alive:
+            self.node.members.vouch(target)
         return ALIVE if alive else UNREACHED
 
     def _probe(self, helper: str, target: str) -> str:

@@ -45,8 +45,9 @@ Algorithm in brief
 
 * Every round a node re-registers itself if needed, drops what is gone, and exchanges
   with ``fanout`` peers chosen uniformly among the live node entries it holds
-  (``select_peers``); seeds are retried while unreachable or marked down, so a cluster
-  re-forms after a partition (on heal, every node marked down refutes) or a full restart.
+  (``select_peers``), those it only heard of given a bounded share (``membership``);
+  seeds are retried while unreachable or marked down, so a cluster re-forms after a
+  partition (on heal, every node marked down refutes) or a full restart.
 * A down, slow or cut-off peer costs the exchange at most the node's ``timeout``; the
   failure is logged and counted (``sd_gossip_exchanges_failed_total``), the peer becomes
   a suspect, and the round goes on.

@@ -55,7 +55,8 @@ def node_image(docker_client) -> str:
 
 @pytest.fixture(scope="session")
 def run_tag() -> str:
-    return uuid.uuid4().hex[:6]
+    """A tag in the name of every cluster this run starts: SD_RUN_TAG (lowercase letters, digits), then random."""
+    return os.environ.get("SD_RUN_TAG", "") + uuid.uuid4().hex[:6]
 
 
 @pytest.fixture(scope="module")
