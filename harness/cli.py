@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .checkcli import check
 from .cliclusters import BACKEND_CHOICES, DEFAULT_BACKEND, Backend, factory, on, removed_text
 from .contract import ManagedCluster
 from .errors import ConvergenceTimeout, HarnessError, InvalidPartition, NodeStartError
@@ -364,3 +365,6 @@ def experiment(backend, name, nodes, fanouts, interval, loss, fault, fault_round
         report.print(exp.agreement_table(summary["agreement"]))
     click.echo(f"run folder: {folder} (trials.csv, summary.json, dissemination.png, rounds_vs_n.png, "
                f"bytes_vs_n.png); {summary['runtime_s']:.1f} s")
+
+
+main.add_command(check)
