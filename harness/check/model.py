@@ -30,10 +30,19 @@ class Settings:
     grace: float = 10.0                  # seconds an expired registration is still listed (SD_EXPIRE_GRACE)
     fault_s: float = 4.0                 # how long each fault stays applied
     quiet_s: float = 2.0                 # healthy seconds between two faults
-    settle_timeout: float = 60.0         # bound on the wait for convergence after the final heal
     poll_s: float = 0.5                  # seconds between two polls of every node's view (Docker)
     name: str = "check"                  # cluster name (Docker)
     image: str = "sd-node:latest"        # node image (Docker)
+
+    @property
+    def settle_timeout(self) -> float:
+        """Bound on the wait for convergence after the final heal: one lease.
+
+        Waiting longer would let unrenewed copies expire everywhere, which makes nodes
+        agree without the gossip having done its work (a tombstone that never spread, a
+        registration never passed on) and would hide exactly what the check looks for.
+        """
+        return self.ttl
 
     @property
     def renew_every(self) -> float:

@@ -32,7 +32,8 @@ def write(folder: Path, settings: Settings, records: Sequence[Mapping[str, Any]]
 def fault_intervals(records: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, str]]:
     """(start, end, label) of every applied fault, from its start and end events."""
     starts = {r["id"]: r for r in records if r.get("kind") == "fault" and r["event"] == "start"}
-    ends = {r["id"]: r["t"] for r in records if r.get("kind") == "fault" and r["event"] == "end"}
+    # a fault counts until its undo took effect
+    ends = {r["id"]: r.get("effective", r["t"]) for r in records if r.get("kind") == "fault" and r["event"] == "end"}
     final = max((r["t"] for r in records if "t" in r), default=0.0)
     return [(s["t"], ends.get(i, final), _label(s)) for i, s in starts.items()]
 
