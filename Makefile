@@ -8,7 +8,7 @@ PORT   ?= 5000
 IMAGE  ?= sd-node:latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install image node test test-unit test-integration lint cluster-up cluster-status cluster-down gc bench experiment clean
+.PHONY: help install image node test test-unit test-integration lint check cluster-up cluster-status cluster-down gc bench experiment clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ test-integration: install image ## Docker integration tests only
 lint: install ## ruff (style, complexity C901) and mypy over node/ and harness/
 	$(BIN)/ruff check node harness tests bench
 	$(BIN)/mypy
+
+check: install image ## Jepsen-style check: a short seeded Docker run with faults (writes runs/check-<timestamp>/)
+	$(BIN)/python -m harness check --backend docker --nodes 5 --duration 45 --seed 1 \
+	  --faults isolate,halves,ring,one-way,kill,pause,skew,loss --image $(IMAGE) --name check-make
 
 cluster-up: install image ## start an N-node cluster (make cluster-up N=5)
 	$(BIN)/python -m harness tune-host --nodes $(N)

@@ -45,10 +45,11 @@ def _kinds(ctx, param, value: str) -> tuple[str, ...]:
               help="Seconds between gossip rounds.")
 @click.option("--ttl", type=click.FloatRange(1, 600), default=10.0, show_default=True,
               help="Lease of a registration (grace is the same); clients renew every third of it.")
-@click.option("--fault-seconds", type=click.FloatRange(0.5, 600), default=4.0, show_default=True,
-              help="How long each fault stays applied.")
-@click.option("--quiet-seconds", type=click.FloatRange(0, 600), default=2.0, show_default=True,
-              help="Healthy seconds between two faults.")
+@click.option("--fault-seconds", type=click.FloatRange(0.5, 600),
+              help="How long each fault stays applied [default: 4 in the simulator, 10 on Docker, where applying "
+                   "and probing a fault takes seconds].")
+@click.option("--quiet-seconds", type=click.FloatRange(0, 600),
+              help="Healthy seconds between two faults [default: 2 in the simulator, 5 on Docker].")
 @click.option("--name", default="check", show_default=True, help="Cluster name (docker/swarm).")
 @click.option("--image", default="sd-node:latest", show_default=True, envvar="SD_IMAGE", help="Node image.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default runs/check-<timestamp>).")
@@ -60,9 +61,11 @@ def check(backend, nodes, duration, rate, seed, faults, interval, ttl, fault_sec
     """
     from . import check as checking  # noqa: PLC0415 - matplotlib and the runners load only when checking
 
+    real = backend != "sim"
+    fault_s = fault_seconds if fault_seconds is not None else 10.0 if real else 4.0
+    quiet_s = quiet_seconds if quiet_seconds is not None else 5.0 if real else 2.0
     settings = Settings(backend=backend, nodes=nodes, duration=duration, rate=rate, seed=seed, faults=faults,
-                        interval=interval, ttl=ttl, grace=ttl, fault_s=fault_seconds, quiet_s=quiet_seconds,
-                        name=name, image=image)
+                        interval=interval, ttl=ttl, grace=ttl, name=name, image=image, fault_s=fault_s, quiet_s=quiet_s)
     folder = Path(out_dir) if out_dir else Path("runs") / time.strftime("check-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True, exist_ok=True)
     # Node and harness warnings (suspicions, refutations, failed polls) go to the run folder, not the terminal.

@@ -69,11 +69,12 @@ class HttpClient:
         self._errors = requests.RequestException
 
     def __call__(self, op: Op, last_update: int) -> Outcome:
+        body: dict[str, Any] = {"address": op.address}
         if op.op == DEREGISTER:
-            path, body = "/registry/deregister_instance", {"address": op.address}
+            path = "/registry/deregister_instance"
         else:
             path = "/registry/register_instance"
-            body = {"address": op.address, "app_name": op.app, "last_update": last_update}
+            body.update(app_name=op.app, last_update=last_update)
         try:
             r = self.session.post(self.url_of(op.node) + path, json=body, timeout=self.timeout)
         except self._errors as exc:

@@ -11,6 +11,7 @@ counts as applied.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -127,14 +128,15 @@ class DockerFaults:
 
     def heal_all(self) -> None:
         """Thaw, start and unskew every node, then remove every network fault."""
-        for node, state in self.cluster.states().items():
-            if state == "paused" or self._quietly(lambda n=node: self.cluster.faults.stopped(n)):
-                self._quietly(lambda n=node: self.cluster.unpause(n))
+        c = self.cluster
+        for node, state in c.states().items():
+            if state == "paused" or (state == "running" and self._quietly(functools.partial(c.faults.stopped, node))):
+                self._quietly(functools.partial(c.unpause, node))
             elif state != "running":
-                self._quietly(lambda n=node: self.cluster.start(n))
-        for node in self.cluster.nodes:
-            self._quietly(lambda n=node: self.cluster.skew(n, 0.0))
-        self.cluster.heal()
+                self._quietly(functools.partial(c.start, node))
+        for node in c.nodes:
+            self._quietly(functools.partial(c.skew, node, 0.0))
+        c.heal()
 
     @staticmethod
     def _quietly(action: Callable[[], Any]) -> Any:
@@ -203,7 +205,7 @@ class Nemesis:
         self.adapter.heal_all()
         self.history.fault("heal-all", t, effective=round(self.clock(), 4))
 
-    def counts(self) -> dict[str, dict[str, int]]:
+    def counts(self) -> dict[str, dict[str, Any]]:
         """Applied, skipped and failed faults by kind."""
         return {"applied": {k: self.applied[k] for k in FAULT_KINDS if self.applied[k]},
                 "skipped": {k: self.skipped[k] for k in FAULT_KINDS if self.skipped[k]},
