@@ -85,3 +85,21 @@ def test_an_unknown_fault_kind_is_refused_before_anything_runs(tmp_path, faults)
     assert result.exit_code == 2
     assert "unknown fault kinds" in result.output
     assert not out.exists()
+
+
+def test_a_node_that_acknowledges_writes_it_never_stores_fails_the_check(tmp_path, monkeypatch):
+    from harness.sim import SimCluster
+
+    real_register = SimCluster.register
+
+    def forgetful(self, node, address, app_name, last_update=None):
+        if address.startswith("10.1.2."):   # client 2's own addresses: acknowledged, never written
+            return {"address": address, "app_name": app_name, "version": 10**6}
+        return real_register(self, node, address, app_name, last_update)
+
+    monkeypatch.setattr(SimCluster, "register", forgetful)
+    result, out = run_check(tmp_path, "forgetful", "--faults", "")
+    assert result.exit_code == 1, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["lost"] >= 1 and results["resurrected"] == 0 and results["converged"]
+    assert {w["address"] for w in results["lost_writes"]} <= {"10.1.2.1:8080", "10.1.2.2:8080"}
