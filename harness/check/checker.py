@@ -27,6 +27,7 @@ concurrent until one node has seen the other, and either may win. The rules:
 
 from __future__ import annotations
 
+import bisect
 import collections
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -135,15 +136,24 @@ def visibility_points(records: Sequence[Record]) -> list[tuple[float, float]]:
     return sorted(_visibility(ops, reads)[0])
 
 
+def _between(reads: Sequence[Record], times: Sequence[float], start: float, until: float) -> Iterable[Record]:
+    """The polls (sorted by time, ``times`` their instants) at or after ``start`` and before ``until``."""
+    for i in range(bisect.bisect_left(times, start), len(reads)):
+        if times[i] >= until:
+            return
+        yield reads[i]
+
+
 def _visibility(ops: Sequence[Record], reads: Sequence[Record]) -> tuple[list[tuple[float, float]], int]:
     delays: list[tuple[float, float]] = []
     superseded = 0
+    times = [read["t"] for read in reads]
     for address, history in _by_address(ops).items():
         for r in history:
             if r["op"] not in WRITES or r["outcome"] != OK:
                 continue
             until = _next_write(history, r, WRITES | {DEREGISTER})
-            seen = next((read["t"] for read in reads if r["complete"] <= read["t"] < until and read["views"]
+            seen = next((read["t"] for read in _between(reads, times, r["complete"], until) if read["views"]
                          and all((v.get(address) or 0) >= r["version"] for v in read["views"].values())), None)
             if seen is None:
                 superseded += 1
@@ -155,13 +165,14 @@ def _visibility(ops: Sequence[Record], reads: Sequence[Record]) -> tuple[list[tu
 def stale_reads(ops: Sequence[Record], reads: Sequence[Record]) -> list[dict]:
     """For each acknowledged deregister, how long some node kept listing the address after the acknowledgement."""
     out = []
+    times = [read["t"] for read in reads]
     for address, history in _by_address(ops).items():
         for d in history:
             if d["op"] != DEREGISTER or d["outcome"] != OK:
                 continue
             until = _next_write(history, d, WRITES)
-            last = [read["t"] for read in reads if d["complete"] <= read["t"] < until
-                    and any(address in v and (v[address] or 0) < d["version"] for v in read["views"].values())]
+            last = [read["t"] for read in _between(reads, times, d["complete"], until)
+                    if any(address in v and (v[address] or 0) < d["version"] for v in read["views"].values())]
             out.append({"address": address, "index": d["index"], "acknowledged": d["complete"],
                         "window_s": round(max(last) - d["complete"], 4) if last else 0.0})
     return out
