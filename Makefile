@@ -42,8 +42,8 @@ lint: install ## ruff (style, complexity C901) and mypy over node/ and harness/
 	$(BIN)/mypy
 
 check: install image ## Jepsen-style check: a short seeded Docker run with faults (writes runs/check-<timestamp>/)
-	$(BIN)/python -m harness check --backend docker --nodes 5 --duration 45 --seed 1 \
-	  --faults isolate,halves,ring,one-way,kill,pause,skew,loss --image $(IMAGE) --name check-make
+	$(BIN)/python -m harness check --backend docker --nodes 5 --duration 60 --seed 1 --fault-seconds 6 \
+	  --quiet-seconds 3 --faults isolate,halves,ring,one-way,kill,pause,skew,loss --image $(IMAGE) --name check-make
 
 cluster-up: install image ## start an N-node cluster (make cluster-up N=5)
 	$(BIN)/python -m harness tune-host --nodes $(N)
