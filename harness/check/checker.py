@@ -68,6 +68,12 @@ def lost_writes(ops: Sequence[Record], final: Views, final_t: float, ttl: float)
     return lost
 
 
+def judged_for_loss(ops: Sequence[Record], final_t: float, ttl: float) -> int:
+    """How many addresses had an acknowledged registration whose lease must still run at the final read."""
+    return len({r["address"] for r in ops
+                if r["op"] in WRITES and r["outcome"] == OK and final_t - r["complete"] < ttl})
+
+
 def _final_resurrections(address: str, history: Sequence[Record], final: Views) -> list[dict]:
     deregs = [d["version"] for d in history if d["op"] == DEREGISTER and d["outcome"] == OK]
     if not deregs:
@@ -202,7 +208,8 @@ def check(records: Sequence[Record], final: Views, digests: Mapping[str, str | N
     return {
         "operations": len(ops), "acknowledged": outcomes[OK], "refused": outcomes["refused"],
         "indeterminate": outcomes[INDETERMINATE],
-        "lost": len(lost), "resurrected": len({r["address"] for r in resurrected}),
+        "lost": len(lost), "loss_judged_addresses": judged_for_loss(ops, final_t, ttl),
+        "resurrected": len({r["address"] for r in resurrected}),
         "converged": bool(answered) and len(answered) == len(digests) and len(set(answered)) == 1,
         "visible_median_s": quantile(delays, 0.5), "visible_p99_s": quantile(delays, 0.99),
         "visible_max_s": max(delays, default=None), "visible_measured": len(delays),

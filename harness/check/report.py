@@ -147,7 +147,9 @@ def summary(results: Mapping[str, Any], folder: Path):
 
     counts = f"{results['acknowledged']} / {results['refused']} / {results['indeterminate']}"
     rows = [("operations (ok / refused / indeterminate)", f"{results['operations']} ({counts})"),
-            ("lost acknowledged writes", fmt(results["lost"])), ("resurrected", fmt(results["resurrected"])),
+            ("lost acknowledged writes (of addresses judged)",
+             f"{results['lost']} (of {results['loss_judged_addresses']})"),
+            ("resurrected", fmt(results["resurrected"])),
             ("converged", fmt(results["converged"])), ("converged after heal (s)", fmt(results["converge_s"])),
             ("ack to visible on all, median / p99 / max (s)",
              " / ".join(fmt(results[k]) for k in ("visible_median_s", "visible_p99_s", "visible_max_s"))),
