@@ -157,3 +157,18 @@ def test_a_bridge_node_keeps_both_halves_that_are_cut_from_each_other():
     bridge, cuts = nemesis.bridge_cuts(nodes, random.Random(1))
     assert not any(bridge in link for link in cuts)
     assert len(cuts) == 2 * 2 * 2
+
+
+def test_a_final_heal_that_fails_is_recorded_and_the_run_goes_on():
+    from harness.check.faults import Nemesis
+    from harness.check.history import History
+    from harness.errors import FaultNotApplied
+
+    class Stuck:
+        def heal_all(self):
+            raise FaultNotApplied("heal did not take effect: n1 -> n2: expected open, probe found it cut")
+
+    history = History()
+    Nemesis(Stuck(), history, lambda: 5.0).heal_all()
+    assert history.records == [{"kind": "fault", "event": "heal-failed", "t": 5.0,
+                                "reason": "heal did not take effect: n1 -> n2: expected open, probe found it cut"}]
