@@ -9,7 +9,7 @@ IMAGE  ?= sd-node:latest
 DASH_PORT ?= 8089
 
 .DEFAULT_GOAL := help
-.PHONY: help install image node test test-unit test-integration lint browser dashboard cluster-up cluster-status cluster-down gc bench experiment clean
+.PHONY: help install image node test test-unit test-integration lint browser dashboard check cluster-up cluster-status cluster-down gc bench experiment clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ browser: ## install headless Chromium and its driver when missing (Debian packag
 
 dashboard: install ## live page of cluster NAME on 127.0.0.1:$(DASH_PORT) (BACKEND=sim N=20: a simulated one)
 	$(BIN)/python -m harness dashboard --name $(NAME) --port $(DASH_PORT) $(if $(BACKEND),--backend $(BACKEND) --nodes $(N))
+
+check: install image ## Jepsen-style check: a short seeded Docker run with faults (writes runs/check-<timestamp>/)
+	$(BIN)/python -m harness check --backend docker --nodes 5 --duration 60 --seed 1 --fault-seconds 6 \
+	  --quiet-seconds 3 --faults isolate,halves,ring,one-way,kill,pause,skew,loss --image $(IMAGE) --name check-make
 
 cluster-up: install image ## start an N-node cluster (make cluster-up N=5)
 	$(BIN)/python -m harness tune-host --nodes $(N)

@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from .checkcli import check
 from .cliclusters import BACKEND_CHOICES, DEFAULT_BACKEND, Backend, factory, on, removed_text
 from .contract import ManagedCluster
 from .dashboard.cli import dashboard
@@ -368,3 +369,4 @@ def experiment(backend, name, nodes, fanouts, interval, loss, fault, fault_round
 
 
 main.add_command(dashboard)
+main.add_command(check)

@@ -346,6 +346,10 @@ class Cluster:
         """Cut ``node`` from every other node (a partition with it alone on one side)."""
         return self.partition([[self.node(node).name]])
 
+    def cut_links(self, links: Iterable[tuple[str, str]]) -> None:
+        """Cut each directed link and its reverse (rings, bridges: shapes groups cannot say); replaces earlier cuts."""
+        self.net.cut(links)
+
     def partition_one_way(self, src: str, dst: str) -> None:
         """Drop connections initiated by ``src`` towards ``dst`` (new and established); dst still reaches src.
 

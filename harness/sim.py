@@ -267,7 +267,17 @@ class SimCluster:
         self.network.cut(self.address(src), self.address(dst))
 
     def heal(self) -> None:
+        """Restore every link; remove loss and delays."""
         self.network.heal()
+
+    def cut_links(self, links: Iterable[tuple[str, str]]) -> None:
+        """Cut each directed link ``(src, dst)``: what src starts towards dst is dropped (adds to other cuts)."""
+        for src, dst in links:
+            self.network.cut(self.address(src), self.address(dst))
+
+    def delay(self, node: str, ms: float) -> None:
+        """Delay what ``node`` sends by ``ms`` milliseconds (0 removes it): replies later than a timeout are lost."""
+        self.network.set_delay(self.address(node), ms / 1000.0)
 
     def loss(self, percent: float) -> None:
         """Drop this share of messages on every link."""

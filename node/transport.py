@@ -283,7 +283,10 @@ class InMemoryNetwork:
 
     ``cut(a, b)`` stops messages that ``a`` starts towards ``b`` (a one-way partition:
     ``b`` can still reach ``a`` and get its reply); ``partition`` cuts both ways between
-    groups. Messages are JSON round-tripped like on the wire, in the same envelope
+    groups. ``set_delay(a, s)`` delays what ``a`` sends by ``s`` seconds: an exchange whose
+    request and reply delays add up past the sender's timeout is still delivered and
+    handled, but its reply comes too late and the sender gets a TransportError (as a
+    real node drops a reply after its deadline). Messages are JSON round-tripped like on the wire, in the same envelope
     (``carry`` takes the encoded body and its headers, as a test forging one needs). With ``copy=False`` they
     are still encoded (bytes are counted the same) but each side gets the other's very
     objects, which saves the decoding: for senders and handlers that never change a
@@ -296,6 +299,7 @@ class InMemoryNetwork:
         self._cut: set[tuple[str, str]] = set()
         self._down: set[str] = set()
         self._loss = 0.0
+        self._delay: dict[str, float] = {}  # address -> seconds added to what it sends
         self._rng = rng or random.Random(0)
         self._lock = threading.Lock()
 
@@ -318,9 +322,17 @@ class InMemoryNetwork:
                         self._cut.update({(x, y), (y, x)})
 
     def heal(self) -> None:
-        """Restore every link and remove loss."""
+        """Restore every link and remove loss and delays."""
         self._cut.clear()
         self._loss = 0.0
+        self._delay.clear()
+
+    def set_delay(self, address: str, seconds: float) -> None:
+        """Delay every message ``address`` sends by ``seconds`` (0 removes the delay)."""
+        if seconds > 0:
+            self._delay[address] = seconds
+        else:
+            self._delay.pop(address, None)
 
     def set_down(self, address: str, down: bool = True) -> None:
         """Make a node unreachable (as if killed) or reachable again."""
@@ -330,11 +342,19 @@ class InMemoryNetwork:
         """Drop each message with this probability."""
         self._loss = fraction
 
-    def deliver(self, src: str, dst: str, message: dict, keyring: Keyring = OPEN) -> Reply:
-        """Carry one request/response, signed and checked with ``keyring``; raise TransportError when it cannot pass."""
+    def deliver(self, src: str, dst: str, message: dict, keyring: Keyring = OPEN,
+                timeout: float | None = None) -> Reply:
+        """Carry one request/response, signed and checked with ``keyring``; raise TransportError when it cannot pass.
+
+        With ``timeout``, an exchange delayed (``set_delay``) past it is handled by ``dst``
+        but its reply is lost to ``src``.
+        """
         body = dumps(message)
         seal = keyring.seal(body, REQUEST)
         answer, reply, headers = self.carry(src, dst, body, seal, message)
+        late = self._delay.get(src, 0.0) + self._delay.get(dst, 0.0)
+        if timeout is not None and late > timeout:
+            raise TransportError(f"{dst}: reply {late:.3f}s late, past the {timeout:g}s timeout")
         check_reply(keyring, dst, reply, headers, seal)
         return Reply(json.loads(reply) if self.copy else answer, len(body), len(reply))
 
@@ -375,4 +395,4 @@ class InMemoryTransport:
         self.endpoint = endpoint
 
     def send(self, peer: str, message: dict, timeout: float) -> Reply:
-        return self.network.deliver(self.address, peer, message, self.endpoint.keyring)
+        return self.network.deliver(self.address, peer, message, self.endpoint.keyring, timeout)

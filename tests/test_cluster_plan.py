@@ -24,6 +24,16 @@ def test_partition_plans_rules_for_running_nodes_and_expects_cuts_across_groups(
                         ("n2", "n3"): False, ("n3", "n2"): False}
 
 
+def test_cut_plans_any_shape_of_links_on_both_ends_and_expects_only_those_cut():
+    p = plan.cut([("n1", "n3"), ("n2", "n4")], running=NODES, ips=IPS)  # a ring n1-n2-n3-n4 without diagonals
+    assert p.steps["n3"].flush == ("SD-FAULTS-IN", "SD-FAULTS-OUT")
+    assert p.steps["n3"].rules == (("-A", "SD-FAULTS-OUT", "-d", IPS["n1"], "-j", "DROP"),
+                                   ("-A", "SD-FAULTS-IN", "-s", IPS["n1"], "-j", "DROP"))
+    cut = {link for link, open_ in p.expect.items() if not open_}
+    assert cut == {("n1", "n3"), ("n3", "n1"), ("n2", "n4"), ("n4", "n2")}
+    assert len(p.expect) == 12
+
+
 @pytest.mark.parametrize("groups,error", [
     ([["n1"], ["n9"]], NodeNotFound), ([["n1", "n2"], ["n2"]], InvalidPartition), ([NODES], InvalidPartition),
 ])

@@ -272,3 +272,21 @@ def test_forged_reply_fails_the_exchange_and_nothing_is_merged(world, responder_
     assert a.stats.exchanges_failed == 1 and a.stats.rejected[reason] == 1
     assert a.store.get("10.0.0.2:80", a.clock.now()) is None
     assert a.store.get(b.address, a.clock.now()) is None
+
+
+
+def test_a_delay_past_the_timeout_loses_the_reply_but_the_request_is_handled(tmp_path):
+    world = Memory(tmp_path, FakeClock())
+    a, b = world.node("a"), world.node("b")
+    a.register("10.0.0.1:80", "web")
+    world.net.set_delay(a.address, 0.15)   # TEST's timeout is 0.2 s: one delayed leg fits in it
+    assert a.exchange(b.address).ok
+    world.net.set_delay(b.address, 0.15)   # a delayed request and a delayed reply do not
+    a.register("10.0.0.2:80", "web")
+    before = b.stats.bytes_received
+    result = a.exchange(b.address)
+    assert not result.ok and "timeout" in result.error
+    assert b.stats.bytes_received > before  # b handled the request all the same
+    assert "10.0.0.2:80" not in b.listing()
+    world.net.heal()                        # heal removes delays
+    assert a.exchange(b.address).ok and "10.0.0.2:80" in b.listing()

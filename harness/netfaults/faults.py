@@ -42,6 +42,13 @@ class NetworkFaults:
                              rules_skipped=[n for n in now.nodes if n not in now.running])
         return full
 
+    def cut(self, links: Iterable[tuple[str, str]]) -> None:
+        """Cut the given links both ways on the running nodes (replacing earlier cuts); probe every link."""
+        now = self.snapshot()
+        pairs = [(a, b) for a, b in links]
+        self.executor.apply(plan.cut(pairs, now.running, now.ips))
+        self.timeline.record("cut", links=[list(link) for link in pairs])
+
     def one_way(self, src: str, dst: str) -> None:
         """Cut what ``src`` opens towards ``dst``; ``dst -> src`` stays as it is now."""
         now = self.snapshot()

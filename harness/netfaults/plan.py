@@ -92,6 +92,16 @@ def partition(groups: Sequence[Iterable[str]], nodes: Sequence[str], running: Se
     return full, FaultPlan("partition", steps, expect)
 
 
+def cut(links: Iterable[Link], running: Sequence[str], ips: Mapping[str, str]) -> FaultPlan:
+    """Cut each given directed link both ways (any shape: rings, bridges); replaces earlier cuts like ``partition``."""
+    cuts = {tuple(link) for link in links} | {(b, a) for a, b in links}
+    steps = {n: Step(flush=CUT_CHAINS, rules=tuple(
+        rule for (src, dst) in sorted(cuts) if src == n
+        for rule in (("-A", iptables_rules.CHAIN_OUT, "-d", ips[dst], "-j", "DROP"),
+                     ("-A", iptables_rules.CHAIN_IN, "-s", ips[dst], "-j", "DROP")))) for n in running}
+    return FaultPlan("cut", steps, {link: link not in cuts for link in _mesh(running)})
+
+
 def check_one_way(src: str, dst: str, nodes: Sequence[str], running: Sequence[str]) -> None:
     """Raise unless ``src`` and ``dst`` are two different running nodes of the cluster."""
     for n in (src, dst):
