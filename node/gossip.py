@@ -13,6 +13,7 @@ transports; a message it refuses is counted by reason and never decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from . import handshake, protocol, versions, wire
+from . import handshake, protocol, validation, versions, wire
 from .clock import Clock
 from .config import Config
 from .keyring import REASONS, Keyring, parse_keys
@@ -72,8 +73,9 @@ class Stats:
     down_marks: int = 0  # suspects this node marked down (tombstones of their entries)
     refutations: int = 0  # times this node found itself marked down and re-registered
     late_replies: int = 0  # replies decoded after their exchange's deadline, dropped unmerged
-    # reason (versions.VERSION_JUMP) -> gossiped entries refused, unmerged
-    refused: dict[str, int] = field(default_factory=lambda: {versions.VERSION_JUMP: 0})
+    # reason (versions.VERSION_JUMP, validation.REASONS) -> gossiped entries refused, unmerged
+    refused: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((versions.VERSION_JUMP, *validation.REASONS), 0))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -283,10 +285,23 @@ class Node:
 
         A change to this node's own entry (a tombstone: marked down) is refuted at once.
         """
-        changed = self.store.apply(self._within_reach(entries), self.clock.now(), self.stats.rounds)
+        changed = self.store.apply(self._within_reach(self._acceptable(entries)), self.clock.now(), self.stats.rounds)
         if any(e.address == self.address for e in changed):
             self.renew_self()
         return changed
+
+    def _acceptable(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Return the entries a client could have written (``validation``); count and log the others by reason."""
+        entries = list(entries)
+        reasons = [validation.refusal(e) for e in entries]
+        if not any(reasons):
+            return entries
+        for reason in validation.REASONS:
+            self.stats.refuse(reason, reasons.count(reason))
+        bad, why = next((e, r) for e, r in zip(entries, reasons, strict=True) if r)
+        log.warning("refused %d gossiped entries no client could write (e.g. %s: %r under app_name %r from %s)",
+                    sum(1 for r in reasons if r), why, bad.address, bad.app_name, bad.origin)
+        return [e for e, r in zip(entries, reasons, strict=True) if r is None]
 
     def _within_reach(self, entries: Iterable[Entry]) -> list[Entry]:
         """Return the entries whose version is within reach of this node's clock; count the others."""
@@ -308,6 +323,8 @@ class Node:
         request = wire.decode_request(message, now)
         if isinstance(request, (wire.Ping, wire.Probe)):
             return wire.encode(self.detector.answer(request), now)
+        if type(request) is wire.Push and request.entries:  # before ``news``: a bad entry must not shadow a good one
+            request = dataclasses.replace(request, entries=self._acceptable(request.entries))
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
             self.stats.add(merges_applied=len(self.merge(news)))

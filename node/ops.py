@@ -56,7 +56,8 @@ class NodeCollector:
         yield rejected
         refused = CounterMetricFamily(
             "sd_gossip_entries_refused",
-            "Gossiped entries refused unmerged, by reason (version_jump: far above this node's clock)",
+            "Gossiped entries refused unmerged, by reason (version_jump: far above this node's clock; "
+            "address, app_name: a value the client API refuses)",
             labels=["reason"])
         with s.lock:
             for reason, count in s.refused.items():
