@@ -1,0 +1,137 @@
+"""GET /openapi.json: a valid OpenAPI 3 document naming every route, and a node answering as it says.
+
+The fuzzing test (schemathesis) runs every documented operation against an in-process
+node with generated requests, valid and invalid, and checks that no answer is a 5xx and
+that each answer's status, content type and body are the documented ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from node import apispec
+from node.app import create_app
+from node.transport import GOSSIP_PATH
+
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [not_a_server_error, *CONFORMANCE]
+EXAMPLES = 40
+"""Generated requests per operation (15 operations: the whole fuzz takes a few seconds)."""
+
+
+def served_spec(client) -> dict:
+    r = client.get("/openapi.json")
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    return r.get_json()
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+def test_the_served_document_is_valid_openapi_3(client):
+    spec = served_spec(client)
+    assert spec["openapi"].startswith("3.")
+    schemathesis.openapi.from_dict(spec).validate()  # raises on a document the OpenAPI meta-schema refuses
+
+
+def test_the_validation_above_can_fail(client):
+    spec = served_spec(client)
+    spec["paths"]["/health"]["get"]["responses"]["200"] = {"content": {}}  # a response without its description
+    with pytest.raises(Exception, match="~1health"):  # the invalid part is named
+        schemathesis.openapi.from_dict(spec).validate()
+
+
+def flask_routes(app) -> set[tuple[str, str]]:
+    """(path, method) of every route the Flask app serves, in OpenAPI's path spelling."""
+    out = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        out |= {(path, m.lower()) for m in (rule.methods or ()) - {"HEAD", "OPTIONS"}}
+    return out
+
+
+def documented(spec: dict) -> set[tuple[str, str]]:
+    verbs = {"get", "put", "post", "delete", "patch"}
+    return {(path, m) for path, item in spec["paths"].items() for m in item if m in verbs}
+
+
+def test_every_route_is_documented_and_every_documented_operation_is_served(app, client):
+    spec = served_spec(client)
+    routes = flask_routes(app)
+    assert routes - documented(spec) == set(), "routes missing from node/apispec.py"
+    # /gossip is served ahead of Flask (transport.GossipEndpoint), as a peer-only endpoint.
+    assert documented(spec) - routes == {(GOSSIP_PATH, "post")}
+
+
+def test_a_new_route_would_be_caught(app, client):
+    app.add_url_rule("/registry/undocumented", "undocumented", lambda: "", methods=["GET"])
+    assert ("/registry/undocumented", "get") in flask_routes(app) - documented(served_spec(client))
+
+
+def test_every_error_answer_carries_the_api_error_body(client):
+    for path, item in served_spec(client)["paths"].items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            for status, response in op["responses"].items():
+                if int(status) >= 400 and not (path == "/health" and status == "503"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert set(schema["required"]) == {"error", "message"}, (path, method, status)
+
+
+# -- a node answers as documented ----------------------------------------------------------------
+
+
+def test_the_node_serves_the_document_the_fuzzing_below_reads(client):
+    assert served_spec(client) == json.loads(json.dumps(apispec.SPEC))
+
+
+schema = schemathesis.openapi.from_dict(apispec.SPEC)
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_node_answers_as_documented(case, app):
+    # One node per operation, kept across its examples: requests meet the state earlier ones left.
+    case.call_and_validate(checks=CHECKS, app=app)
+
+
+def test_the_admin_endpoints_off_answer_as_documented(make_node):
+    app = create_app(node=make_node("n2:5001", enable_admin=False))
+    spec = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    for method, body in (("GET", None), ("POST", {"offset": 1})):
+        operation = spec["/admin/clock"][method]
+        case = operation.Case(body=body) if body is not None else operation.Case()
+        response = case.call()
+        assert response.status_code == 403
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_a_degraded_node_answers_as_documented(node, app):
+    node.store.write_error = "disk full"  # what the store keeps after a failed write
+    spec = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    case = spec["/health"]["GET"].Case()
+    response = case.call()
+    assert response.status_code == 503
+    case.validate_response(response, checks=CONFORMANCE)  # a documented 503, on purpose
+
+
+def test_a_refused_gossip_message_answers_as_documented(make_node):
+    node = make_node("n3:5001", gossip_keys=("A" * 43 + "=",))
+    spec = schemathesis.openapi.from_wsgi("/openapi.json", create_app(node=node))
+    case = spec[GOSSIP_PATH]["POST"].Case(body={"v": 1, "type": "ping", "from": "n9:5000"})
+    response = case.call()
+    assert response.status_code == 403, json.loads(response.content)
+    case.validate_response(response, checks=CHECKS)
