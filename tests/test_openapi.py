@@ -8,6 +8,8 @@ that each answer's status, content type and body are the documented ones.
 from __future__ import annotations
 
 import json
+import socket
+import threading
 
 import pytest
 import schemathesis
@@ -20,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from node import apispec
+from node.__main__ import make_server
 from node.app import create_app
 from node.transport import GOSSIP_PATH
 
@@ -135,3 +138,49 @@ def test_a_refused_gossip_message_answers_as_documented(make_node):
     response = case.call()
     assert response.status_code == 403, json.loads(response.content)
     case.validate_response(response, checks=CHECKS)
+
+
+# -- answers the HTTP server gives before the app sees the request -------------------------------
+
+
+@pytest.fixture
+def server(node):
+    """The node served by waitress as ``python -m node`` serves it, on a free port; yields its port."""
+    srv = make_server(node, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        yield srv.effective_port
+    finally:
+        srv.close()
+        srv.task_dispatcher.shutdown()
+
+
+def exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes; return the answer's status, headers (lower-case names) and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    pytest.param(b"POST /registry/register_instance HTTP/1.1\r\nHost: n1\r\nContent-Length: 419430400\r\n"
+                 b"Connection: close\r\n\r\n{}", 413, id="declared-over-the-server-limit"),
+    pytest.param(b"POST /gossip HTTP/1.1\r\nHost: n1\r\nContent-Length: 419430400\r\nConnection: close\r\n\r\n{}",
+                 413, id="gossip-declared-over-the-server-limit"),
+    pytest.param(b"POST /registry/register_instance HTTP/1.1\r\nHost: n1\r\nContent-Length: 12x\r\n"
+                 b"Connection: close\r\n\r\n{}", 400, id="malformed-content-length"),
+    pytest.param(b"GARBAGE\r\n\r\n", 400, id="malformed-request-line"),
+])
+def test_the_servers_own_refusals_carry_the_api_error_body(server, request_bytes, status):
+    got, headers, body = exchange(server, request_bytes)
+    assert got == status
+    assert headers["content-type"] == "application/json"
+    error = json.loads(body)
+    assert set(error) == {"error", "message"} and error["error"] == apispec.ERROR_CODES[status]
