@@ -68,7 +68,10 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+        response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description)
+        # The exception's own headers but its HTML Content-Type: a 405 names the methods in Allow.
+        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response, exc.code
 
     @app.errorhandler(VersionsExhausted)
     def versions_exhausted(exc: VersionsExhausted):

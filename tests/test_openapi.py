@@ -19,6 +19,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from node import apispec
@@ -27,7 +28,7 @@ from node.app import create_app
 from node.transport import GOSSIP_PATH
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
-CHECKS = [not_a_server_error, *CONFORMANCE]
+CHECKS = [not_a_server_error, *CONFORMANCE, unsupported_method]  # the last: a 405 names the methods in Allow
 EXAMPLES = 40
 """Generated requests per operation (15 operations: the whole fuzz takes a few seconds)."""
 
@@ -138,6 +139,17 @@ def test_a_refused_gossip_message_answers_as_documented(make_node):
     response = case.call()
     assert response.status_code == 403, json.loads(response.content)
     case.validate_response(response, checks=CHECKS)
+
+
+@pytest.mark.parametrize("method, path, allowed", [
+    ("DELETE", "/registry/list", {"GET", "HEAD", "OPTIONS"}),
+    ("GET", "/registry/register_instance", {"POST", "OPTIONS"}),
+    ("GET", GOSSIP_PATH, {"POST"}),
+])
+def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(client, method, path, allowed):
+    r = client.open(path, method=method)
+    assert r.status_code == 405 and r.get_json()["error"] == "method_not_allowed"
+    assert set(r.headers["Allow"].split(", ")) == allowed
 
 
 # -- answers the HTTP server gives before the app sees the request -------------------------------
