@@ -22,12 +22,12 @@ from .validation import MAX_APP_NAME
 
 JSON = "application/json"
 ERROR_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    413: "request_entity_too_large",
-    503: "versions_exhausted",
+    400: ["bad_request"],
+    403: ["forbidden"],
+    413: ["request_entity_too_large"],
+    503: ["versions_exhausted", "store_unavailable"],
 }
-"""Status -> the ``error`` field a node answers with it (``app``'s handlers, ``bodylimit``)."""
+"""Status -> the ``error`` fields a node answers with it (``app``'s handlers, ``bodylimit``)."""
 
 
 def ref(name: str) -> dict:
@@ -44,8 +44,8 @@ def obj(required: dict[str, Any], optional: dict[str, Any] | None = None, *, clo
 
 
 def error(status: int, description: str) -> dict:
-    """Return the response of an error ``status``: the API's JSON error body with its fixed ``error`` code."""
-    schema = obj({"error": {"type": "string", "enum": [ERROR_CODES[status]]}, "message": {"type": "string"}})
+    """Return the response of an error ``status``: the API's JSON error body with its ``error`` codes."""
+    schema = obj({"error": {"type": "string", "enum": ERROR_CODES[status]}, "message": {"type": "string"}})
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
@@ -60,7 +60,9 @@ def body(schema: dict, description: str) -> dict:
 TOO_LARGE = error(413, "The declared Content-Length is over the path's limit (16 KiB; 16 MiB for /gossip); "
                        "the body is not read.")
 BAD_BODY = "The body is not a JSON object, or a field is missing or invalid; `message` says which. Nothing is stored."
-EXHAUSTED = error(503, "The write would need a Lamport version past 2**53-1, which no peer accepts; nothing is stored.")
+EXHAUSTED = error(503, "The write was not stored: it would need a Lamport version past 2**53-1, which no peer "
+                      "accepts (`versions_exhausted`), or the database failed to commit it (`store_unavailable`; "
+                      "/health then reports the node degraded).")
 ADDRESS_PATTERN = r"^(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9][A-Za-z0-9._-]{0,252}):[0-9]{1,5}$"
 """The shape of an address (``addresses._SHAPE``), for clients and request generators."""
 INT = {"type": "integer"}

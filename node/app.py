@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
@@ -77,6 +78,13 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
     def versions_exhausted(exc: VersionsExhausted):
         log.error("write refused: %s", exc)
         return jsonify(error="versions_exhausted", message=str(exc)), 503
+
+    @app.errorhandler(sqlite3.Error)
+    def store_failed(exc: sqlite3.Error):
+        # Requests read an in-memory snapshot: a database error is a write that was not
+        # committed (disk full, I/O error), and nothing was stored. /health reports it.
+        log.error("write failed: %s: %s", type(exc).__name__, exc)
+        return jsonify(error="store_unavailable", message=f"the write was not stored: {exc}"), 503
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
