@@ -145,6 +145,7 @@ class Node:
         self._thread: threading.Thread | None = None
         self.started_at: float | None = None  # when the loop started (lease clock); None: not started
         self.last_round: RoundDone | None = None
+        self.screen = validation.Screen(self.stats.refuse)  # drops and counts entries no client could write
 
     # -- local writes ------------------------------------------------------------------
 
@@ -285,23 +286,10 @@ class Node:
 
         A change to this node's own entry (a tombstone: marked down) is refuted at once.
         """
-        changed = self.store.apply(self._within_reach(self._acceptable(entries)), self.clock.now(), self.stats.rounds)
+        changed = self.store.apply(self._within_reach(self.screen(entries)), self.clock.now(), self.stats.rounds)
         if any(e.address == self.address for e in changed):
             self.renew_self()
         return changed
-
-    def _acceptable(self, entries: Iterable[Entry]) -> list[Entry]:
-        """Return the entries a client could have written (``validation``); count and log the others by reason."""
-        entries = list(entries)
-        reasons = [validation.refusal(e) for e in entries]
-        if not any(reasons):
-            return entries
-        for reason in validation.REASONS:
-            self.stats.refuse(reason, reasons.count(reason))
-        bad, why = next((e, r) for e, r in zip(entries, reasons, strict=True) if r)
-        log.warning("refused %d gossiped entries no client could write (e.g. %s: %r under app_name %r from %s)",
-                    sum(1 for r in reasons if r), why, bad.address, bad.app_name, bad.origin)
-        return [e for e, r in zip(entries, reasons, strict=True) if r is None]
 
     def _within_reach(self, entries: Iterable[Entry]) -> list[Entry]:
         """Return the entries whose version is within reach of this node's clock; count the others."""
@@ -324,7 +312,7 @@ class Node:
         if isinstance(request, (wire.Ping, wire.Probe)):
             return wire.encode(self.detector.answer(request), now)
         if type(request) is wire.Push and request.entries:  # before ``news``: a bad entry must not shadow a good one
-            request = dataclasses.replace(request, entries=self._acceptable(request.entries))
+            request = dataclasses.replace(request, entries=self.screen(request.entries))
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
             self.stats.add(merges_applied=len(self.merge(news)))

@@ -1,6 +1,6 @@
 """What an entry may hold: the one rule for app names and addresses, for clients and peers alike.
 
-A client's registration (``registry``), a gossiped entry (``gossip.Node.merge``) and a
+A client's registration (``registry``), a gossiped entry (``Screen``, run by ``gossip.Node``) and a
 stored row read at start (``store``) are held to the same rule, so nothing a client is
 refused can reach a node through a peer:
 
@@ -18,10 +18,14 @@ gossip their own entries under it.
 
 from __future__ import annotations
 
+import logging
 import unicodedata
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 from .addresses import is_hostport
+
+log = logging.getLogger(__name__)
 
 MAX_APP_NAME = 255
 """Longest app name accepted, in characters."""
@@ -82,3 +86,38 @@ def refusal(entry: EntryLike) -> str | None:
     if entry.deleted and entry.app_name == "":
         return None
     return None if app_name_problem(entry.app_name) is None else APP_NAME
+
+
+E = TypeVar("E", bound=EntryLike)
+
+
+class Screen:
+    """Drops the gossiped entries ``refusal`` refuses, counts them by reason, and logs them.
+
+    A peer holding such an entry offers it every round: each address is logged as a
+    warning once, then at debug level (the count goes on in ``refuse``).
+    """
+
+    TOLD_LIMIT = 1024
+    """Addresses remembered as warned about; the memory is emptied when full."""
+
+    def __init__(self, refuse: Callable[[str, int], None]) -> None:
+        self.refuse = refuse  # (reason, entries) -> None: the node's counter
+        self._told: set[str] = set()
+
+    def __call__(self, entries: Iterable[E]) -> list[E]:
+        """Return the acceptable ``entries``, in order."""
+        entries = list(entries)
+        reasons = [refusal(e) for e in entries]
+        if not any(reasons):
+            return entries
+        for reason in REASONS:
+            self.refuse(reason, reasons.count(reason))
+        bad, why = next((e, r) for e, r in zip(entries, reasons, strict=True) if r)
+        level = logging.DEBUG if bad.address in self._told else logging.WARNING
+        if len(self._told) >= self.TOLD_LIMIT:
+            self._told.clear()
+        self._told.add(bad.address)
+        log.log(level, "refused %d gossiped entries no client could write (e.g. %s: %r under app_name %r from %s)",
+                sum(1 for r in reasons if r), why, bad.address, bad.app_name, bad.origin)
+        return [e for e, r in zip(entries, reasons, strict=True) if r is None]

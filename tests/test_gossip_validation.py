@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -111,6 +112,14 @@ def test_a_peer_holding_a_bad_entry_still_replicates_the_others(make_node, clock
     assert "10.7.0.5:80" not in n1.store.snapshot().entries
     assert n1.stats.refused["app_name"] >= 1
     assert "10.7.0.7:80" in n2.store.snapshot().entries  # and n2 still learns from n1
+
+
+def test_an_entry_refused_every_round_is_warned_about_once(client, node, caplog):
+    for _ in range(5):
+        gossip(client, push(wire_entry(app_name="web\x00"), GOOD))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "refused" in r.getMessage()]
+    assert len(warnings) == 1 and "10.7.0.2:80" in warnings[0].getMessage()
+    assert refused(client, "app_name") == 5
 
 
 def test_a_stored_entry_no_client_could_write_is_left_out_at_start(tmp_path):
