@@ -113,6 +113,35 @@ def test_the_node_answers_as_documented(case, app):
     case.call_and_validate(checks=CHECKS, app=app)
 
 
+def test_a_node_with_peers_history_and_tombstones_answers_as_documented(make_node, net, clock):
+    # The fuzzing's nodes are alone and fresh: here every answer carries what a running node's does.
+    n1 = make_node("n1:5001", seeds=("n2:5001", "n3:5001"))
+    make_node("n2:5001")  # n3 is nowhere: its exchanges fail
+    app = create_app(node=n1)
+    n1.register("10.7.0.1:80", "web")
+    n1.register("10.7.0.2:80", "db")
+    n1.deregister("10.7.0.2:80")
+    n1.deregister("10.7.0.3:80")  # never held: a tombstone under app_name ""
+    n1.run_round()
+    clock.advance(n1.config.ttl + 0.5)  # 10.7.0.1:80 expired, not gone
+    spec = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    calls = [("/registry/perform_update", {}), ("/registry/perform_update", {"peer": "n3:5001"}),
+             ("/registry/list", {}), ("/registry/list", {"status": "expired"}), ("/registry/entries", {}),
+             ("/registry/digest", {}), ("/health", {}), ("/admin/clock", {})]
+    bodies = {}
+    for path, query in calls:
+        case = spec[path]["GET"].Case(query=query)
+        response = case.call()
+        case.validate_response(response, checks=CHECKS)
+        bodies[path, tuple(query)] = response.json()
+    report = bodies["/registry/perform_update", ("peer",)]
+    assert report["exchanges"][0]["ok"] is False and report["exchanges"][0]["error"]
+    assert any(x["ok"] and x["bytes_sent"] > 0 for x in bodies["/registry/perform_update", ()]["exchanges"])
+    assert bodies["/registry/list", ("status",)]["10.7.0.1:80"]["status"] == "expired"
+    assert bodies["/registry/entries", ()]["10.7.0.3:80"]["app_name"] == ""
+    assert bodies["/health", ()]["last_round_age"] is not None
+
+
 def test_the_admin_endpoints_off_answer_as_documented(make_node):
     app = create_app(node=make_node("n2:5001", enable_admin=False))
     spec = schemathesis.openapi.from_wsgi("/openapi.json", app)
