@@ -120,6 +120,20 @@ def health(status: str) -> dict:
     return obj(facts)
 
 
+REGISTERED = {
+    "ListTheApp": {"operationId": "list", "parameters": {"app_name": "$response.body#/app_name"},
+                   "description": "The app's instances, this one among them."},
+    "Deregister": {"operationId": "deregister_instance", "requestBody": {"address": "$response.body#/address"},
+                   "description": "Remove the instance."},
+}
+"""What a client may do next with a registration (OpenAPI links; schemathesis follows them in sequences)."""
+DEREGISTERED = {
+    "RegisterAgain": {"operationId": "register_instance",
+                      "requestBody": {"address": "$response.body#/address", "app_name": "web"},
+                      "description": "Register the address anew: its new write beats the tombstone."},
+}
+
+
 def register_operation(operation_id: str) -> dict:
     return {
         "operationId": operation_id,
@@ -132,8 +146,8 @@ def register_operation(operation_id: str) -> dict:
                                             "max-future seconds ahead of the node's clock"}},
             closed=False), "Other fields are ignored."),
         "responses": {
-            "200": ok("Renewed: the instance was registered before.", ref("Registration")),
-            "201": ok("Registered: a new instance.", ref("Registration")),
+            "200": {**ok("Renewed: the instance was registered before.", ref("Registration")), "links": REGISTERED},
+            "201": {**ok("Registered: a new instance.", ref("Registration")), "links": REGISTERED},
             "400": error(400, BAD_BODY),
             "403": error(403, "app_name `service-discovery` is reserved for the nodes themselves."),
             "413": TOO_LARGE,
@@ -162,7 +176,8 @@ PATHS: dict[str, dict] = {
         "operationId": "deregister_instance", "tags": ["registry"],
         "summary": "Delete an instance everywhere (a tombstone that gossip spreads)",
         "requestBody": body(obj({"address": ref("Address")}, closed=False), "Other fields are ignored."),
-        "responses": {"200": ok("Deregistered (also when the node did not hold it).", ref("Deregistration")),
+        "responses": {"200": {**ok("Deregistered (also when the node did not hold it).", ref("Deregistration")),
+                              "links": DEREGISTERED},
                       "400": error(400, BAD_BODY), "413": TOO_LARGE, "503": EXHAUSTED},
     }},
     "/registry/perform_update": {"get": {

@@ -32,6 +32,8 @@ CONFORMANCE = [status_code_conformance, content_type_conformance, response_schem
 CHECKS = [not_a_server_error, *CONFORMANCE, unsupported_method]  # the last: a 405 names the methods in Allow
 EXAMPLES = 40
 """Generated requests per operation (15 operations: the whole fuzz takes a few seconds)."""
+SEQUENCES = 30
+"""Generated sequences of linked operations, up to 6 steps each."""
 
 
 def served_spec(client) -> dict:
@@ -111,6 +113,19 @@ schema = schemathesis.openapi.from_dict(apispec.SPEC)
 def test_the_node_answers_as_documented(case, app):
     # One node per operation, kept across its examples: requests meet the state earlier ones left.
     case.call_and_validate(checks=CHECKS, app=app)
+
+
+def test_sequences_of_operations_answer_as_documented(app):
+    # register -> list / deregister -> register again..., along the description's links.
+    class Sequences(schemathesis.openapi.from_dict(apispec.SPEC).as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case):
+            return {"app": app}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=CHECKS)
+
+    Sequences.run(settings=settings(max_examples=SEQUENCES, deadline=None, stateful_step_count=6,
+                                    suppress_health_check=list(HealthCheck)))
 
 
 def test_a_node_with_peers_history_and_tombstones_answers_as_documented(make_node, net, clock):
