@@ -17,6 +17,7 @@ from .gossip import Node
 from .keyring import generate_key
 from .store import StoreError
 from .transport import SERVER_IDENT
+from .wire import dumps
 
 log = logging.getLogger("node")
 
@@ -115,11 +116,39 @@ def make_server(node: Node, host: str, port: int):
     """
     import waitress  # type: ignore[import-untyped]  # no stubs in the dev dependencies
 
-    return waitress.create_server(create_app(node=node), host=host, port=port, threads=node.config.threads,
-                                  ident=SERVER_IDENT, asyncore_use_poll=True,
-                                  connection_limit=connection_limit(node.config),
-                                  channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=CLEANUP_INTERVAL,
-                                  max_request_body_size=server_body_limit(node.config))
+    server = waitress.create_server(create_app(node=node), host=host, port=port, threads=node.config.threads,
+                                    ident=SERVER_IDENT, asyncore_use_poll=True,
+                                    connection_limit=connection_limit(node.config),
+                                    channel_timeout=CHANNEL_TIMEOUT, cleanup_interval=CLEANUP_INTERVAL,
+                                    max_request_body_size=server_body_limit(node.config))
+    server.channel_class = json_error_channel()
+    return server
+
+
+def json_error_channel():
+    """Return waitress's connection class answering its own errors in the API's JSON shape.
+
+    Waitress refuses some requests before the application sees them (a declared body
+    over ``server_body_limit``, a malformed Content-Length or request line) with a
+    text/plain body; this one answers them as every other error: ``{"error", "message"}``.
+    """
+    from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+    from waitress.task import ErrorTask  # type: ignore[import-untyped]
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self):
+            e = self.request.error
+            data = dumps({"error": e.reason.lower().replace(" ", "_"), "message": e.body})
+            self.status = f"{e.code} {e.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(data)
+            self.write(data)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
 
 
 if __name__ == "__main__":

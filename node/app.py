@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
@@ -71,12 +72,22 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+        response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description)
+        # The exception's own headers but its HTML Content-Type: a 405 names the methods in Allow.
+        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response, exc.code
 
     @app.errorhandler(VersionsExhausted)
     def versions_exhausted(exc: VersionsExhausted):
         log.error("write refused: %s", exc)
         return jsonify(error="versions_exhausted", message=str(exc)), 503
+
+    @app.errorhandler(sqlite3.Error)
+    def store_failed(exc: sqlite3.Error):
+        # Requests read an in-memory snapshot: a database error is a write that was not
+        # committed (disk full, I/O error), and nothing was stored. /health reports it.
+        log.error("write failed: %s: %s", type(exc).__name__, exc)
+        return jsonify(error="store_unavailable", message=f"the write was not stored: {exc}"), 503
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -13,6 +13,7 @@ transports; a message it refuses is counted by reason and never decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from . import handshake, versions, wire
+from . import handshake, validation, versions, wire
 from .clock import Clock
 from .config import Config
 from .keyring import REASONS, Keyring, parse_keys
@@ -73,8 +74,9 @@ class Stats:
     down_marks: int = 0  # suspects this node marked down (tombstones of their entries)
     refutations: int = 0  # times this node found itself marked down and re-registered
     late_replies: int = 0  # replies decoded after their exchange's deadline, dropped unmerged
-    # reason (versions.VERSION_JUMP, membership.NEW_PEER_LIMIT) -> gossiped entries refused, unmerged
-    refused: dict[str, int] = field(default_factory=lambda: {versions.VERSION_JUMP: 0, NEW_PEER_LIMIT: 0})
+    # reason (versions.VERSION_JUMP, membership.NEW_PEER_LIMIT, validation.REASONS) -> gossiped entries refused
+    refused: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((versions.VERSION_JUMP, NEW_PEER_LIMIT, *validation.REASONS), 0))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **deltas: int) -> None:
@@ -145,6 +147,7 @@ class Node:
         self._thread: threading.Thread | None = None
         self.started_at: float | None = None  # when the loop started (lease clock); None: not started
         self.last_round: RoundDone | None = None
+        self.screen = validation.Screen(self.stats.refuse)  # drops and counts entries no client could write
 
     # -- local writes ------------------------------------------------------------------
 
@@ -289,7 +292,8 @@ class Node:
 
         A change to this node's own entry (a tombstone: marked down) is refuted at once.
         """
-        entries, refused = admit(entries, self.store.snapshot().entries, self.address, self.config.max_new_peers)
+        entries, refused = admit(self.screen(entries), self.store.snapshot().entries, self.address,
+                                 self.config.max_new_peers)
         if refused:
             self.stats.refuse(NEW_PEER_LIMIT, refused)
             log.warning("refused %d new peers from one message (at most %d)", refused, self.config.max_new_peers)
@@ -318,6 +322,8 @@ class Node:
         request = wire.decode_request(message, now)
         if isinstance(request, (wire.Ping, wire.Probe)):
             return wire.encode(self.detector.answer(request), now)
+        if type(request) is wire.Push and request.entries:  # before ``news``: a bad entry must not shadow a good one
+            request = dataclasses.replace(request, entries=self.screen(request.entries))
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
             self.stats.add(merges_applied=len(self.merge(news)))

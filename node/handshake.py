@@ -91,8 +91,19 @@ def answer_push(snap: Snapshot, push: Push, now: float, lease: Lease) -> tuple[P
 
 
 def wanted(snap: Snapshot, want: Sequence[str], now: float, lease: Lease) -> list[Entry]:
-    """Return the live entries of ``snap`` among the addresses ``want`` names."""
+    """Return the live entries of ``snap`` among the addresses ``want`` names, each once.
+
+    The reply is at most one copy of each live entry, however often a request names it:
+    a request of repeated addresses must not make the reply many times its own size.
+    """
     if not want:
         return []
     live = snap.live(now, lease)
-    return [live[a] for a in want if a in live]
+    out: dict[str, Entry] = {}
+    for a in want:
+        e = live.get(a)
+        if e is not None and a not in out:
+            out[a] = e
+            if len(out) == len(live):  # everything is in: the rest of the list can add nothing
+                break
+    return list(out.values())

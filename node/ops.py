@@ -1,4 +1,4 @@
-"""Operator endpoints: health and metrics (/admin/*: ``admin``; peers' /gossip: transport.GossipEndpoint)."""
+"""Operator endpoints: health, metrics, the API description (/admin/*: ``admin``; /gossip: transport.GossipEndpoint)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from . import apispec
 from .gossip import Node
 from .health import report
 from .keyring import REASONS
@@ -56,7 +57,8 @@ class NodeCollector:
         yield rejected
         refused = CounterMetricFamily(
             "sd_gossip_entries_refused",
-            "Gossiped entries refused unmerged, by reason (version_jump: far above this node's clock)",
+            "Gossiped entries refused unmerged, by reason (version_jump: far above this node's clock; "
+            "address, app_name: a value the client API refuses)",
             labels=["reason"])
         with s.lock:
             for reason, count in s.refused.items():
@@ -69,6 +71,12 @@ class NodeCollector:
         yield GaugeMetricFamily("sd_registry_tombstones", "Deregistrations remembered", value=tombstones)
         yield GaugeMetricFamily("sd_gossip_known_peers", "Live peer nodes known", value=len(n.peers()))
         yield GaugeMetricFamily("sd_clock_offset_seconds", "Wall-clock offset (testing aid)", value=n.clock.offset)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Serve the OpenAPI 3 description of this API (``apispec``)."""
+    return jsonify(apispec.SPEC)
 
 
 @bp.get("/metrics")

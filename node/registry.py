@@ -10,7 +10,6 @@ cached beside it, a few per window.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
@@ -19,13 +18,13 @@ from . import protocol, watch
 from .addresses import AddressError, canonical
 from .protocol import Entry, Lease
 from .snapshot import Snapshot
+from .validation import app_name_problem
 from .web import get_node, read_json
 
 bp = Blueprint("registry", __name__, url_prefix="/registry")
 # The design note also spells the registration path /register/register_instance.
 legacy_bp = Blueprint("register", __name__, url_prefix="/register")
 
-MAX_APP_NAME = 255
 STATUSES = (protocol.HEALTHY, protocol.EXPIRED)
 FILTERED_CACHED = 32
 """Filtered listings kept per listing (distinct app_name/status queries); more empty the cache."""
@@ -67,13 +66,12 @@ def canonical_or_400(address: str) -> str:
 
 
 def field_app_name(body: dict) -> str:
+    """Return the body's app_name, or abort with 400 (``validation``'s rule) or 403 (reserved)."""
     name = body.get("app_name")
-    if not isinstance(name, str) or not name.strip():
-        abort(400, "app_name is required and must be a non-empty string")
-    if len(name) > MAX_APP_NAME:
-        abort(400, f"app_name is longer than {MAX_APP_NAME} characters")
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
-        abort(400, "app_name must not contain control characters")
+    problem = app_name_problem(name)
+    if problem is not None:
+        abort(400, problem)
+    assert isinstance(name, str)  # for mypy: app_name_problem checks it
     if name == protocol.NODE_APP:
         # Entries of this app are the cluster's members, unleased and chosen as gossip
         # peers: only a node itself writes one, or any client could plant a peer.

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from . import protocol
+from . import protocol, validation
 from .protocol import Entry, Lease
 from .snapshot import Seen, Snapshot
 
@@ -205,14 +205,14 @@ class SqliteStore(Store):
             bad = bad_column(r)
             if bad is not None:
                 raise StoreError(f"{self.path}: entry {r[0]!r} has a bad {bad}: {r[ENTRY_COLUMNS.index(bad)]!r}")
-        # An address an older node accepted but none sends now (``addresses``): peers would refuse it.
-        stale = [r[0] for r in rows if not (protocol.is_hostport(r[0]) and protocol.is_hostport(r[4]))]
-        if stale:
-            log.warning("ignoring %d stored entries whose address or origin is not host:port as this node "
-                        "writes it: %s", len(stale), ", ".join(map(repr, stale[:5])))
-            skip = set(stale)
-            rows = [r for r in rows if r[0] not in skip]
         entries = {r[0]: Entry(r[0], r[1], r[2], r[3], r[4], bool(r[5]), float(r[6])) for r in rows}
+        # A value an older node accepted but none writes now (``validation``): peers would refuse it.
+        stale = {a: why for a, e in entries.items() if (why := validation.refusal(e)) is not None}
+        if stale:
+            log.warning("ignoring %d stored entries whose address, origin or app_name this node no longer "
+                        "accepts: %s", len(stale), ", ".join(f"{a!r} ({why})" for a, why in list(stale.items())[:5]))
+            rows = [r for r in rows if r[0] not in stale]
+            entries = {a: e for a, e in entries.items() if a not in stale}
         seen = {r[0]: Seen(float(r[7]), r[8]) for r in rows}
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'clock'").fetchone()
         if row is not None and not (type(row[0]) is int and 0 <= row[0] <= protocol.MAX_INT):

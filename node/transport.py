@@ -233,7 +233,7 @@ class GossipEndpoint:
         if environ.get("PATH_INFO") != GOSSIP_PATH:
             return self.app(environ, start_response)
         if environ.get("REQUEST_METHOD") != "POST":
-            return _error(start_response, 405, "method_not_allowed", "gossip takes POST")
+            return _error(start_response, 405, "method_not_allowed", "gossip takes POST", [("Allow", "POST")])
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -268,10 +268,10 @@ class GossipEndpoint:
         return _error(start_response, 403, "forbidden", f"gossip message refused: {exc}")
 
 
-def _error(start_response, status: int, error: str, message: str):
+def _error(start_response, status: int, error: str, message: str, headers: list[tuple[str, str]] | None = None):
     data = dumps({"error": error, "message": message})
     start_response(f"{status} {HTTPStatus(status).phrase}",
-                   [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(headers or [])])
     return [data]
 
 

@@ -7,6 +7,8 @@ import threading
 import time
 from collections import Counter
 
+import logging
+
 import pytest
 import waitress
 
@@ -15,6 +17,16 @@ from harness.dashboard.server import create_app, stream
 from harness.dashboard.sources import ClusterSource, SimSource
 from harness.nodeclient import NodeClient
 from node.app import create_app as node_app
+
+
+@pytest.fixture(autouse=True)
+def _logger_levels():
+    """The dashboard command quiets the node and werkzeug loggers of its process; restore them for later tests."""
+    loggers = [logging.getLogger(name) for name in ("node", "werkzeug")]
+    levels = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.setLevel(level)
 
 
 @pytest.fixture
