@@ -55,7 +55,8 @@ def node_image(docker_client) -> str:
 
 @pytest.fixture(scope="session")
 def run_tag() -> str:
-    return uuid.uuid4().hex[:6]
+    """Unique per session; ``SD_RUN_TAG_PREFIX`` (lowercase letters and digits) says whose run it is."""
+    return os.environ.get("SD_RUN_TAG_PREFIX", "") + uuid.uuid4().hex[:6]
 
 
 @pytest.fixture(scope="module")
