@@ -69,7 +69,7 @@ def test_request_too_big_for_a_datagram_goes_over_http(make):
 
     assert result.ok, result.error
     assert result.sent == 30 and b.listing().keys() >= {f"10.0.2.{i}:80" for i in range(30)}
-    assert a.transport.fallbacks == 1
+    assert a.transport.fallbacks == 1 and metric(a.address, "sd_gossip_udp_fallbacks_total") == 1
     assert a.stats.bytes_sent == b.stats.bytes_received and a.stats.bytes_received == b.stats.bytes_sent
 
 
@@ -225,12 +225,16 @@ def test_garbage_datagrams_are_dropped_and_the_server_keeps_serving(make):
 # -- real node processes ---------------------------------------------------------------------------
 
 
-def gossip_totals(url: str) -> tuple[float, float]:
+def metric(address: str, name: str) -> float:
+    """One sample of a node's /metrics."""
+    text = requests.get(f"http://{address}/metrics", timeout=2).text
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}[name]
+
+
+def gossip_totals(address: str) -> tuple[float, float]:
     """A node's gossip bytes (sent + received) and completed exchanges, from /metrics."""
-    samples = {s.name: s.value for f in text_string_to_metric_families(requests.get(url + "/metrics", timeout=2).text)
-               for s in f.samples}
-    return (samples["sd_gossip_bytes_sent_total"] + samples["sd_gossip_bytes_received_total"],
-            samples["sd_gossip_exchanges_ok_total"])
+    return (metric(address, "sd_gossip_bytes_sent_total") + metric(address, "sd_gossip_bytes_received_total"),
+            metric(address, "sd_gossip_exchanges_ok_total"))
 
 
 def test_three_node_processes_converge_over_udp(tmp_path):
@@ -243,9 +247,9 @@ def test_three_node_processes_converge_over_udp(tmp_path):
                           timeout=15, interval=0.2)
         assert seen.ok, last.log_tail()
         # At rest an exchange is two small datagrams (an HTTP exchange takes ~580 bytes).
-        before = [gossip_totals(p.url) for p in procs]
+        before = [gossip_totals(p.address) for p in procs]
         time.sleep(2)
-        after = [gossip_totals(p.url) for p in procs]
+        after = [gossip_totals(p.address) for p in procs]
         moved = sum(x[0] - y[0] for x, y in zip(after, before, strict=True))
         exchanges = sum(x[1] - y[1] for x, y in zip(after, before, strict=True))
         assert exchanges > 0 and moved / exchanges < 2 * 300, (moved, exchanges)
