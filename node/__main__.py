@@ -16,7 +16,7 @@ from .gossip import Node
 from .keyring import generate_key
 from .store import StoreError
 from .transport import SERVER_IDENT
-from .udp import UdpServer
+from .udpserver import UdpServer
 
 log = logging.getLogger("node")
 

@@ -12,13 +12,16 @@ The envelope is the keyring's (``keyring``): cluster id, and when keyed the raw 
 ``id + payload`` (request: empty context; reply: the request's signature), checked
 before the payload is decoded. A refused request is counted by reason and answered with
 a small unsigned ERROR datagram (status 403, the HTTP transport's answer); a malformed
-one with status 400.
+one with status 400. The server is ``udpserver.UdpServer``.
 
 Size: a datagram longer than ``max_datagram`` (1,200 bytes by default, below any path
 MTU) is never sent. A request that would not fit goes over HTTP (``HttpTransport``:
 TCP push-pull) at once; a reply that would not fit is replaced by a TOO_BIG datagram
 and the sender asks again over HTTP. Answering a message twice is safe: handling a
-Summary reads only, and merging a Push again changes nothing (same versions).
+Summary reads only, and merging a Push again changes nothing (same versions). No answer
+is more than ``AMPLIFICATION`` times its request (an error's message is cut to fit), so a
+forged source address cannot make a node an amplifier: a bigger reply goes over HTTP,
+whose handshake a forger cannot complete.
 
 Each request goes from a fresh socket on an ephemeral port, connected to the peer: the
 kernel drops what does not come from the peer's port, reports ICMP port-unreachable at
@@ -39,13 +42,12 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import msgpack  # type: ignore[import-untyped]  # no stubs in the dev dependencies
 
-from .keyring import CLUSTER_HEADER, OPEN, REPLY, REQUEST, SIGNATURE_HEADER, Keyring, Rejected
-from .transport import Endpoint, Forbidden, HttpTransport, Reply, Transport, TransportError, check_reply
+from .keyring import CLUSTER_HEADER, OPEN, REQUEST, SIGNATURE_HEADER, Keyring
+from .transport import Forbidden, HttpTransport, Reply, Transport, TransportError, check_reply
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ MAX_DATAGRAM = 1200
 """Default largest datagram sent: fits every path MTU of 1280 (IPv6's minimum) with headers."""
 MAX_UDP_PAYLOAD = 65507
 """Largest datagram IPv4 carries."""
+AMPLIFICATION = 4
+"""A reply datagram is at most this many times the request's size (else TOO_BIG: HTTP)."""
 RESOLVE_TTL = 10.0
 """Seconds a peer's resolved address is reused (container names are looked up in Docker's DNS)."""
 
@@ -142,10 +146,17 @@ def decode(payload: bytes) -> object:
         raise ValueError(f"payload is not msgpack: {type(exc).__name__}: {exc}") from None
 
 
-def error_datagram(rid: bytes, cluster: str, status: int, error: str, message: str) -> bytes:
-    """Return an ERROR datagram answering request ``rid``."""
-    payload = encode({"status": status, "error": error, "message": message[:300]})
-    return pack(KIND_ERROR, rid, {CLUSTER_HEADER: cluster}, payload)
+def error_datagram(rid: bytes, cluster: str, status: int, error: str, message: str, limit: int) -> bytes | None:
+    """Return an ERROR datagram answering request ``rid`` in at most ``limit`` bytes (the message
+    cut to fit), or None when even a bare one would be longer."""
+    text = message[:300]
+    for _ in range(3):
+        out = pack(KIND_ERROR, rid, {CLUSTER_HEADER: cluster}, encode({"status": status, "error": error,
+                                                                      "message": text}))
+        if len(out) <= limit:
+            return out
+        text = text[:max(0, len(text) - (len(out) - limit))] if len(out) - limit < len(text) else ""
+    return None
 
 
 # -- sending -------------------------------------------------------------------------------------
@@ -270,115 +281,3 @@ def _error_of(peer: str, payload: bytes) -> TransportError:
         return TransportError(f"{peer}: malformed error datagram")
     kind = Forbidden if status == 403 else TransportError
     return kind(f"{peer}: {status} {error}: {message}")
-
-
-# -- serving -------------------------------------------------------------------------------------
-
-
-class UdpServer:
-    """Serves gossip datagrams on ``host:port`` for ``endpoint``: checks, handles, answers.
-
-    A daemon thread reads datagrams and hands each to a pool of ``workers`` threads (a
-    Probe's answer waits up to a timeout); when ``backlog`` datagrams already wait, more
-    are dropped, as a full socket buffer would. ``answer`` is the whole protocol of one
-    datagram, without sockets.
-    """
-
-    def __init__(self, endpoint: Endpoint, host: str, port: int, *, max_datagram: int = MAX_DATAGRAM,
-                 workers: int = 4, backlog: int = 256) -> None:
-        self.endpoint = endpoint
-        self.max_datagram = max_datagram
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            self.sock.bind((host.strip("[]"), port))
-        except OSError:
-            self.sock.close()
-            raise
-        self.sock.settimeout(0.5)  # how soon ``close`` is noticed
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="udp-gossip")
-        self.backlog = backlog
-        self._slots = threading.BoundedSemaphore(backlog)
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="udp-server", daemon=True)
-
-    @property
-    def address(self) -> tuple:
-        """The socket's bound address."""
-        return self.sock.getsockname()
-
-    def start(self) -> UdpServer:
-        """Start serving in a daemon thread; return self."""
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop reading, let the answers under way finish, close the socket."""
-        self._closed.set()
-        if self._thread.is_alive():
-            self._thread.join(2.0)
-        self._pool.shutdown(wait=True)
-        self.sock.close()
-
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            try:
-                data, source = self.sock.recvfrom(MAX_UDP_PAYLOAD)
-            except TimeoutError:
-                continue
-            except OSError as exc:  # e.g. an ICMP error queued on the socket: keep serving
-                if self._closed.is_set():
-                    return
-                log.debug("udp receive failed: %s", exc)
-                continue
-            if not self._slots.acquire(blocking=False):
-                log.warning("gossip datagram from %s dropped: %d already waiting", source, self.backlog)
-                continue
-            try:
-                self._pool.submit(self._serve, data, source)
-            except RuntimeError:  # pool shut down under us
-                self._slots.release()
-                return
-
-    def _serve(self, data: bytes, source: tuple) -> None:
-        try:
-            out = self.answer(data)
-            if out is not None:
-                self.sock.sendto(out, source)
-        except OSError as exc:  # the way back is cut: the sender will time out
-            log.debug("answer to %s not sent: %s", source, exc)
-        except Exception:  # noqa: BLE001 - one datagram never stops the server
-            log.exception("gossip datagram from %s failed", source)
-        finally:
-            self._slots.release()
-
-    def answer(self, data: bytes) -> bytes | None:
-        """Return the datagram answering ``data``, or None when it is to be dropped unanswered."""
-        try:
-            request = unpack(data)
-        except BadDatagram:
-            return None
-        if request.kind != KIND_REQUEST:
-            return None  # a reply that found its socket closed (late), or noise
-        keyring = self.endpoint.keyring
-        headers = request.headers()
-        try:  # before decoding: a refused message never reaches the store
-            keyring.check(request.signed, headers, REQUEST)
-        except Rejected as exc:
-            self.endpoint.rejected(exc.reason)
-            log.info("gossip datagram refused (%s): %s", exc.reason, exc)
-            return error_datagram(request.id, keyring.cluster, 403, "forbidden", f"gossip message refused: {exc}")
-        try:
-            reply = self.endpoint.handle(decode(request.payload))  # type: ignore[arg-type]
-        except (ValueError, TypeError, RecursionError) as exc:  # ProtocolError is a ValueError
-            return error_datagram(request.id, keyring.cluster, 400, "bad_request", f"bad gossip message: {exc}")
-        except Exception as exc:  # noqa: BLE001 - answer 500, log, keep serving
-            log.exception("gossip handler failed")
-            return error_datagram(request.id, keyring.cluster, 500, "internal_error", f"{type(exc).__name__}: {exc}")
-        payload = encode(reply)
-        seal = keyring.seal(request.id + payload, REPLY, headers.get(SIGNATURE_HEADER, ""))
-        out = pack(KIND_REPLY, request.id, seal, payload)
-        if len(out) > self.max_datagram:
-            out = pack(KIND_TOO_BIG, request.id, {CLUSTER_HEADER: keyring.cluster})
-        self.endpoint.served(len(data), len(out))
-        return out

@@ -26,8 +26,9 @@ from node.config import TEST
 from node.keyring import CLUSTER_HEADER, REASONS, REPLY, REQUEST, Keyring, generate_key, parse_keys
 from node.protocol import Entry
 from node.transport import SERVER_IDENT, Forbidden, InMemoryNetwork, TransportError
-from node.udp import KIND_ERROR, KIND_REPLY, KIND_REQUEST, UdpServer, decode, pack, unpack
+from node.udp import KIND_ERROR, KIND_REPLY, KIND_REQUEST, decode, pack, unpack
 from node.udp import encode as msgpack_encode
+from node.udpserver import UdpServer
 from node.wire import Push, dumps, encode
 
 

@@ -23,7 +23,8 @@ from node.clock import FakeClock
 from node.config import TEST
 from node.keyring import REQUEST, Keyring, generate_key, parse_keys
 from node.transport import SERVER_IDENT, TransportError
-from node.udp import KIND_ERROR, KIND_REPLY, KIND_REQUEST, UdpServer, UdpTransport, decode, encode, pack, unpack
+from node.udp import KIND_ERROR, KIND_REPLY, KIND_REQUEST, KIND_TOO_BIG, UdpTransport, decode, encode, pack, unpack
+from node.udpserver import UdpServer
 from node.wire import Summary
 from node.wire import encode as wire_encode
 
@@ -255,3 +256,22 @@ def test_three_node_processes_converge_over_udp(tmp_path):
         assert exchanges > 0 and moved / exchanges < 2 * 300, (moved, exchanges)
     finally:
         stop_all(procs)
+
+
+def test_no_answer_is_more_than_four_times_its_request(make):
+    """A small request with a forged source cannot make a node send a big datagram: HTTP carries it."""
+    b = make("b")
+    for i in range(20):
+        b.register(f"10.0.5.{i}:80", "bulk")
+    payload = encode(SUMMARY)  # one bucket that differs: answered with b's whole digest
+    request = pack(KIND_REQUEST, b"\4" * 8, {"X-SD-Cluster": "default"}, payload)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.connect(("127.0.0.1", b.config.port))
+        sock.send(request)
+        data = sock.recv(65535)
+
+    assert unpack(data).kind == KIND_TOO_BIG and len(data) <= len(request)
+    reply = UdpTransport().send(b.address, SUMMARY, 2.0)  # the sender asks again over HTTP
+    assert len(reply.body["digest"]) == 20 and 4 * len(request) < len(encode(reply.body)) < 1200
