@@ -3,10 +3,11 @@
 A request and its reply each travel in one datagram to and from the node's port number
 (the HTTP API's, so ``--port`` and ``--seeds host:port`` name both). A datagram is::
 
-    "SDG" | format (1) | kind (1) | id (8) | len (1) | cluster | len (1) | signature | payload
+    0xD1 (format 1) | kind (1) | id (8) | len (1) | cluster | len (1) | signature | payload
 
 ``payload`` is the msgpack encoding of the very JSON object ``wire`` builds (the same
-message the HTTP transport sends as JSON); ``id`` is 8 random bytes chosen per request
+message the HTTP transport sends as JSON), its keys sent as their index in ``WIRE_KEYS``
+(a fixed, append-only table: at rest a message is mostly keys); ``id`` is 8 random bytes chosen per request
 and repeated in its reply, so a reply that answers no outstanding request is dropped.
 The envelope is the keyring's (``keyring``): cluster id, and when keyed the raw HMAC of
 ``id + payload`` (request: empty context; reply: the request's signature), checked
@@ -51,9 +52,9 @@ from .transport import Forbidden, HttpTransport, Reply, Transport, TransportErro
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"SDG"
-FORMAT = 1
-"""Version of the datagram layout; a datagram of another format is dropped."""
+FORMAT = 0xD1
+"""First byte of every datagram: the layout's version (a datagram of another format is dropped).
+Not ASCII, so stray text (an HTTP request sent to the UDP port) is told apart at once."""
 
 KIND_REQUEST, KIND_REPLY, KIND_TOO_BIG, KIND_ERROR = 1, 2, 3, 4
 """Datagram kinds; ERROR carries ``{"status", "error", "message"}`` like the HTTP transport's errors."""
@@ -67,6 +68,12 @@ AMPLIFICATION = 4
 """A reply datagram is at most this many times the request's size (else TOO_BIG: HTTP)."""
 RESOLVE_TTL = 10.0
 """Seconds a peer's resolved address is reused (container names are looked up in Docker's DNS)."""
+
+WIRE_KEYS = ("v", "type", "from", "buckets", "digest", "entries", "want", "applied", "target", "alive",
+             "status", "error", "message")
+"""Keys of the wire's objects, each sent as its index here. Append-only: an index keeps its key
+for good; a key not in the table travels as a string."""
+_KEY_INDEX = {k: i for i, k in enumerate(WIRE_KEYS)}
 
 _DECODE_ERRORS = (ValueError, TypeError, RecursionError, msgpack.UnpackException)
 
@@ -108,16 +115,15 @@ def pack(kind: int, rid: bytes, headers: Mapping[str, str], payload: bytes = b""
         raw = base64.b64decode(signature, validate=True)[:255]
     except (binascii.Error, ValueError):
         raw = b"\xff"  # not base64 at all: a signature no key makes
-    return b"".join((MAGIC, bytes((FORMAT, kind)), rid, bytes((len(cluster),)), cluster,
-                     bytes((len(raw),)), raw, payload))
+    return b"".join((bytes((FORMAT, kind)), rid, bytes((len(cluster),)), cluster, bytes((len(raw),)), raw, payload))
 
 
 def unpack(data: bytes) -> Datagram:
     """Decode a datagram's frame (not its payload); raise BadDatagram when it is not one."""
-    head = len(MAGIC) + 2 + ID_BYTES
-    if len(data) < head + 2 or not data.startswith(MAGIC) or data[3] != FORMAT:
+    head = 2 + ID_BYTES
+    if len(data) < head + 2 or data[0] != FORMAT:
         raise BadDatagram("not a gossip datagram of this format")
-    rid = data[5:head]
+    rid = data[2:head]
     n = data[head]
     cluster_end = head + 1 + n
     if cluster_end >= len(data):
@@ -130,20 +136,35 @@ def unpack(data: bytes) -> Datagram:
         cluster = data[head + 1:cluster_end].decode()
     except UnicodeDecodeError:
         raise BadDatagram("cluster id is not UTF-8") from None
-    return Datagram(data[4], rid, cluster, data[cluster_end + 1:sig_end], data[sig_end:])
+    return Datagram(data[1], rid, cluster, data[cluster_end + 1:sig_end], data[sig_end:])
 
 
 def encode(message: dict) -> bytes:
-    """Serialize a gossip message (a ``wire`` JSON object) as msgpack."""
-    return msgpack.packb(message, use_bin_type=True)
+    """Serialize a gossip message (a ``wire`` JSON object, no nested objects) as msgpack, keys as indexes."""
+    index = _KEY_INDEX
+    return msgpack.packb({index.get(k, k): v for k, v in message.items()}, use_bin_type=True)
 
 
 def decode(payload: bytes) -> object:
-    """Deserialize a msgpack payload; raise ValueError when it is not one."""
+    """Deserialize a msgpack payload, keys back to names; raise ValueError when it is not one."""
     try:
-        return msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        return msgpack.unpackb(payload, raw=False, strict_map_key=False, object_hook=_named)
     except _DECODE_ERRORS as exc:
         raise ValueError(f"payload is not msgpack: {type(exc).__name__}: {exc}") from None
+
+
+def _named(obj: dict) -> dict:
+    """Return a decoded map with its index keys replaced by their names; raise ValueError on others."""
+    out = {}
+    for k, v in obj.items():
+        if type(k) is int:
+            if not 0 <= k < len(WIRE_KEYS):
+                raise ValueError(f"unknown key index {k}")
+            k = WIRE_KEYS[k]
+        elif type(k) is not str:
+            raise ValueError("map keys must be strings or key indexes")
+        out[k] = v
+    return out
 
 
 def error_datagram(rid: bytes, cluster: str, status: int, error: str, message: str, limit: int) -> bytes | None:

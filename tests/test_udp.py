@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 
+import msgpack
 import pytest
 import requests
 import waitress
@@ -212,7 +213,7 @@ def test_garbage_datagrams_are_dropped_and_the_server_keeps_serving(make):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.3)
         sock.connect(("127.0.0.1", b.config.port))
-        for junk in (b"", b"GET / HTTP/1.1\r\n\r\n", b"SDG\x01\x01" + b"\0" * 3, b"SDG\x09" + b"\0" * 40):
+        for junk in (b"", b"GET / HTTP/1.1\r\n\r\n", b"\xd1\x01" + b"\0" * 3, b"\xd9\x01" + b"\0" * 40):
             sock.send(junk)
             with pytest.raises(TimeoutError):
                 sock.recv(65535)
@@ -275,3 +276,12 @@ def test_no_answer_is_more_than_four_times_its_request(make):
     assert unpack(data).kind == KIND_TOO_BIG and len(data) <= len(request)
     reply = UdpTransport().send(b.address, SUMMARY, 2.0)  # the sender asks again over HTTP
     assert len(reply.body["digest"]) == 20 and 4 * len(request) < len(encode(reply.body)) < 1200
+
+
+def test_payload_keys_travel_as_indexes_and_come_back_as_names():
+    message = {**SUMMARY, "novel": [1, "x"]}  # a key outside the table travels as a string
+    data = encode(message)
+    assert decode(data) == message
+    assert b"buckets" not in data and b"novel" in data
+    with pytest.raises(ValueError, match="unknown key index"):
+        decode(msgpack.packb({99: 1}))
