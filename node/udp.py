@@ -7,8 +7,10 @@ A request and its reply each travel in one datagram to and from the node's port 
 
 ``payload`` is the msgpack encoding of the very JSON object ``wire`` builds (the same
 message the HTTP transport sends as JSON), its keys sent as their index in ``WIRE_KEYS``
-(a fixed, append-only table: at rest a message is mostly keys); ``id`` is 8 random bytes chosen per request
-and repeated in its reply, so a reply that answers no outstanding request is dropped.
+(a fixed, append-only table: at rest a message is mostly keys) and a Summary's bucket
+hashes as integers (9 bytes, not up to 17 of hex; decoded back to the same spelling).
+``id`` is 8 random bytes chosen per request and repeated in its reply, so a reply that
+answers no outstanding request is dropped.
 The envelope is the keyring's (``keyring``): cluster id, and when keyed the raw HMAC of
 ``id + payload`` (request: empty context; reply: the request's signature), checked
 before the payload is decoded. A refused request is counted by reason and answered with
@@ -49,6 +51,7 @@ import msgpack  # type: ignore[import-untyped]  # no stubs in the dev dependenci
 
 from .keyring import CLUSTER_HEADER, OPEN, REQUEST, SIGNATURE_HEADER, Keyring
 from .transport import Forbidden, HttpTransport, Reply, Transport, TransportError, check_reply
+from .wire import SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +145,21 @@ def unpack(data: bytes) -> Datagram:
 def encode(message: dict) -> bytes:
     """Serialize a gossip message (a ``wire`` JSON object, no nested objects) as msgpack, keys as indexes."""
     index = _KEY_INDEX
+    if message.get("type") == SUMMARY and isinstance(message.get("buckets"), list):
+        message = {**message, "buckets": [_hex_as_int(h) for h in message["buckets"]]}
     return msgpack.packb({index.get(k, k): v for k, v in message.items()}, use_bin_type=True)
+
+
+def _hex_as_int(h: object) -> object:
+    """Return the integer a hash's hex spelling stands for, when ``format(_, "x")`` gives it back; else ``h``."""
+    if type(h) is str:
+        try:
+            value = int(h, 16)
+        except ValueError:
+            return h
+        if value >= 0 and format(value, "x") == h:
+            return value
+    return h
 
 
 def decode(payload: bytes) -> object:
@@ -164,6 +181,8 @@ def _named(obj: dict) -> dict:
         elif type(k) is not str:
             raise ValueError("map keys must be strings or key indexes")
         out[k] = v
+    if out.get("type") == SUMMARY and isinstance(out.get("buckets"), list):
+        out["buckets"] = [format(h, "x") if type(h) is int and h >= 0 else h for h in out["buckets"]]
     return out
 
 

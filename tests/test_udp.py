@@ -283,5 +283,10 @@ def test_payload_keys_travel_as_indexes_and_come_back_as_names():
     data = encode(message)
     assert decode(data) == message
     assert b"buckets" not in data and b"novel" in data
+    hashes = ["0", "ff", "9f3a0c2e7b1d4e55", "0x1f", "F", "nothex"]  # the last three are sent as they are
+    summary = {**SUMMARY, "buckets": hashes}
+    assert decode(encode(summary)) == summary
+    # "0" -> 0 (1 byte, as in SUMMARY), "ff" -> 255 (2 bytes), a 64-bit hash -> 9 bytes, not 17
+    assert len(encode({**SUMMARY, "buckets": hashes[:3]})) == len(encode(SUMMARY)) + 2 + 9
     with pytest.raises(ValueError, match="unknown key index"):
         decode(msgpack.packb({99: 1}))
