@@ -69,6 +69,8 @@ MAX_UDP_PAYLOAD = 65507
 """Largest datagram IPv4 carries."""
 AMPLIFICATION = 4
 """A reply datagram is at most this many times the request's size (else TOO_BIG: HTTP)."""
+NO_UDP_TTL = 60.0
+"""Seconds a peer that refused a datagram (ICMP port unreachable) is asked over HTTP only."""
 RESOLVE_TTL = 10.0
 """Seconds a peer's resolved address is reused (container names are looked up in Docker's DNS)."""
 
@@ -189,14 +191,15 @@ def _named(obj: dict) -> dict:
 def error_datagram(rid: bytes, cluster: str, status: int, error: str, message: str, limit: int) -> bytes | None:
     """Return an ERROR datagram answering request ``rid`` in at most ``limit`` bytes (the message
     cut to fit), or None when even a bare one would be longer."""
-    text = message[:300]
-    for _ in range(3):
-        out = pack(KIND_ERROR, rid, {CLUSTER_HEADER: cluster}, encode({"status": status, "error": error,
-                                                                      "message": text}))
-        if len(out) <= limit:
-            return out
-        text = text[:max(0, len(text) - (len(out) - limit))] if len(out) - limit < len(text) else ""
-    return None
+    def datagram(text: str) -> bytes:
+        return pack(KIND_ERROR, rid, {CLUSTER_HEADER: cluster},
+                    encode({"status": status, "error": error, "message": text}))
+
+    bare = datagram("")
+    room = min(300, limit - len(bare) - 2)  # a longer string's length prefix takes up to 2 more bytes
+    if room <= 0:
+        return bare if len(bare) <= limit else None
+    return datagram(message.encode()[:room].decode(errors="ignore"))
 
 
 # -- sending -------------------------------------------------------------------------------------
@@ -206,8 +209,10 @@ class UdpTransport:
     """Sends each gossip message in one datagram and waits for the reply with the same id.
 
     A message (or its reply) too big for ``max_datagram`` goes through ``fallback``
-    (HTTP to the same host and port by default); ``fallbacks`` counts those exchanges.
-    ``timeout`` bounds the whole send, fallback included.
+    (HTTP to the same host and port by default), and so does every message for
+    ``NO_UDP_TTL`` seconds to a peer that refused a datagram (no UDP server there: a node
+    of a version before datagrams, so a cluster can be upgraded one node at a time);
+    ``fallbacks`` counts those messages. ``timeout`` bounds the whole send, fallback included.
     """
 
     def __init__(self, keyring: Keyring = OPEN, max_datagram: int = MAX_DATAGRAM,
@@ -217,6 +222,7 @@ class UdpTransport:
         self.fallback: Transport = fallback if fallback is not None else HttpTransport(keyring=keyring)
         self.fallbacks = 0
         self._resolved: dict[str, tuple[float, int, tuple]] = {}
+        self._no_udp: dict[str, float] = {}  # peer -> until when it is asked over HTTP only
         self._lock = threading.Lock()
 
     def send(self, peer: str, message: dict, timeout: float) -> Reply:
@@ -225,10 +231,15 @@ class UdpTransport:
         rid = os.urandom(ID_BYTES)
         seal = self.keyring.seal(rid + payload, REQUEST)
         datagram = pack(KIND_REQUEST, rid, seal, payload)
-        if len(datagram) > self.max_datagram:
+        if len(datagram) > self.max_datagram or self._no_udp.get(peer, 0.0) > time.monotonic():
             return self._over_http(peer, message, deadline, 0, 0)
         try:
             answer = self._exchange(peer, datagram, rid, deadline)
+        except _Refused:
+            with self._lock:
+                self._no_udp[peer] = time.monotonic() + NO_UDP_TTL
+            log.info("%s refuses gossip datagrams: asking it over HTTP for %gs", peer, NO_UDP_TTL)
+            return self._over_http(peer, message, deadline, 0, 0)
         except TransportError:
             with self._lock:
                 self._resolved.pop(peer, None)  # look the name up again next time
@@ -278,6 +289,8 @@ class UdpTransport:
                     log.debug("dropped a datagram from %s that answers no outstanding request", peer)
         except TimeoutError:
             raise TransportError(f"{peer}: no reply by the deadline (datagram lost, peer down or cut)") from None
+        except ConnectionRefusedError:
+            raise _Refused(f"{peer}: datagram refused (ICMP port unreachable)") from None
         except OSError as exc:
             raise TransportError(f"{peer}: {type(exc).__name__}: {exc}") from None
 
@@ -303,6 +316,10 @@ class UdpTransport:
         close = getattr(self.fallback, "close", None)
         if close is not None:
             close()
+
+
+class _Refused(TransportError):
+    """The peer's host answered a datagram with ICMP port unreachable: nothing serves UDP there."""
 
 
 @dataclass(frozen=True)

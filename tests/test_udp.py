@@ -37,7 +37,7 @@ def make(tmp_path):
     """Build nodes served over UDP (and HTTP, for the fallback) on 127.0.0.1; close them all after."""
     made = []
 
-    def node(name: str, **overrides):
+    def node(name: str, serve_udp: bool = True, **overrides):
         port = free_port()
         config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}", transport="udp",
                                      db=str(tmp_path / f"{name}.db"), **{"timeout": 1.0, **overrides})
@@ -45,13 +45,16 @@ def make(tmp_path):
         web = waitress.create_server(create_app(node=n), host="127.0.0.1", port=port, threads=2, ident=SERVER_IDENT)
         thread = threading.Thread(target=web.run, daemon=True)
         thread.start()
-        udp = UdpServer(n, "127.0.0.1", port, max_datagram=config.max_datagram, workers=2).start()
+        udp = UdpServer(n, "127.0.0.1", port, max_datagram=config.max_datagram, workers=2) if serve_udp else None
+        if udp is not None:
+            udp.start()
         made.append((n, web, thread, udp))
         return n
 
     yield node
     for n, web, thread, udp in made:
-        udp.close()
+        if udp is not None:
+            udp.close()
         n.transport.close()
         web.trigger.pull_trigger(web.close)
         thread.join(5)
@@ -90,6 +93,18 @@ def test_reply_too_big_for_a_datagram_is_asked_again_over_http(make):
     fallbacks = a.transport.fallbacks
     at_rest = a.exchange(b.address)  # converged: one summary datagram each way
     assert at_rest.ok and a.transport.fallbacks == fallbacks
+
+
+def test_node_that_serves_no_datagrams_is_asked_over_http(make):
+    """A node of a version before datagrams answers only HTTP: a cluster can be upgraded node by node."""
+    a, old = make("a"), make("old", serve_udp=False)
+    old.register("10.0.6.1:80", "on-old")
+
+    first, second = a.exchange(old.address), a.exchange(old.address)
+
+    assert first.ok and second.ok, (first.error, second.error)
+    assert "10.0.6.1:80" in a.listing()
+    assert a.transport.fallbacks == 3  # the summary refused as a datagram, then the push and the next summary
 
 
 # -- matching replies to requests ------------------------------------------------------------------
