@@ -3,13 +3,13 @@
 A request and its reply each travel in one datagram to and from the node's port number
 (the HTTP API's, so ``--port`` and ``--seeds host:port`` name both). A datagram is::
 
-    0xD1 (format 1) | kind (1) | id (8) | len (1) | cluster | len (1) | signature | payload
+    0xD1 (format 1) | kind (1) | id (4) | len (1) | cluster | len (1) | signature | payload
 
 ``payload`` is the msgpack encoding of the very JSON object ``wire`` builds (the same
 message the HTTP transport sends as JSON), its keys sent as their index in ``WIRE_KEYS``
 (a fixed, append-only table: at rest a message is mostly keys) and a Summary's bucket
 hashes as integers (9 bytes, not up to 17 of hex; decoded back to the same spelling).
-``id`` is 8 random bytes chosen per request and repeated in its reply, so a reply that
+``id`` is 4 random bytes chosen per request and repeated in its reply, so a reply that
 answers no outstanding request is dropped.
 The envelope is the keyring's (``keyring``): cluster id, and when keyed the raw HMAC of
 ``id + payload`` (request: empty context; reply: the request's signature), checked
@@ -62,7 +62,9 @@ Not ASCII, so stray text (an HTTP request sent to the UDP port) is told apart at
 KIND_REQUEST, KIND_REPLY, KIND_TOO_BIG, KIND_ERROR = 1, 2, 3, 4
 """Datagram kinds; ERROR carries ``{"status", "error", "message"}`` like the HTTP transport's errors."""
 
-ID_BYTES = 8
+ID_BYTES = 4
+"""Length of a request id: with the kernel matching the peer's address and port on a connected
+socket, 32 random bits leave a blind forger one chance in 2**48."""
 MAX_DATAGRAM = 1200
 """Default largest datagram sent: fits every path MTU of 1280 (IPv6's minimum) with headers."""
 MAX_UDP_PAYLOAD = 65507

@@ -26,7 +26,7 @@ from node.config import TEST
 from node.keyring import CLUSTER_HEADER, REASONS, REPLY, REQUEST, Keyring, generate_key, parse_keys
 from node.protocol import Entry
 from node.transport import SERVER_IDENT, Forbidden, InMemoryNetwork, TransportError
-from node.udp import KIND_ERROR, KIND_REPLY, KIND_REQUEST, decode, pack, unpack
+from node.udp import ID_BYTES, KIND_ERROR, KIND_REPLY, KIND_REQUEST, decode, pack, unpack
 from node.udp import encode as msgpack_encode
 from node.udpserver import UdpServer
 from node.wire import Push, dumps, encode
@@ -133,16 +133,16 @@ class Udp(Http):
 
     def frame(self, message: dict) -> bytes:
         """The bytes a datagram's signature covers: a fresh request id, then the msgpack payload."""
-        return os.urandom(8) + msgpack_encode(message)
+        return os.urandom(ID_BYTES) + msgpack_encode(message)
 
     def post(self, node, body: bytes, headers: dict) -> int:
         """Send raw gossip (``frame``'s bytes) with ``headers`` in one datagram; return the status it amounts to."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(2)
             sock.connect(("127.0.0.1", node.config.port))
-            sock.send(pack(KIND_REQUEST, body[:8], headers, body[8:]))
+            sock.send(pack(KIND_REQUEST, body[:ID_BYTES], headers, body[ID_BYTES:]))
             answer = unpack(sock.recv(65535))
-        assert answer.id == body[:8]
+        assert answer.id == body[:ID_BYTES]
         if answer.kind == KIND_ERROR:
             error = decode(answer.payload)
             assert error["error"] == "forbidden" and "refused" in error["message"], error

@@ -24,7 +24,18 @@ from node.clock import FakeClock
 from node.config import TEST
 from node.keyring import REQUEST, Keyring, generate_key, parse_keys
 from node.transport import SERVER_IDENT, TransportError
-from node.udp import KIND_ERROR, KIND_REPLY, KIND_REQUEST, KIND_TOO_BIG, UdpTransport, decode, encode, pack, unpack
+from node.udp import (
+    ID_BYTES,
+    KIND_ERROR,
+    KIND_REPLY,
+    KIND_REQUEST,
+    KIND_TOO_BIG,
+    UdpTransport,
+    decode,
+    encode,
+    pack,
+    unpack,
+)
 from node.udpserver import UdpServer
 from node.wire import Summary
 from node.wire import encode as wire_encode
@@ -150,7 +161,7 @@ SUMMARY = wire_encode(Summary("127.0.0.1:1", ["0"]), 0.0)
 
 
 def test_reply_under_another_id_is_dropped_and_the_right_one_taken():
-    peer = Peer(lambda req: [(0, reply_to(req, {"v": 1, "forged": True}, rid=b"\0" * 8)),
+    peer = Peer(lambda req: [(0, reply_to(req, {"v": 1, "forged": True}, rid=b"\0" * ID_BYTES)),
                              (0, reply_to(req, {"v": 1, "buckets": []}))])
     try:
         reply = UdpTransport().send(peer.address, SUMMARY, 2.0)
@@ -160,7 +171,7 @@ def test_reply_under_another_id_is_dropped_and_the_right_one_taken():
 
 
 def test_only_replies_under_other_ids_fail_the_send_at_its_deadline():
-    peer = Peer(lambda req: [(0, reply_to(req, {"v": 1, "buckets": []}, rid=bytes(8 - i) + b"\1" * i))
+    peer = Peer(lambda req: [(0, reply_to(req, {"v": 1, "buckets": []}, rid=bytes(ID_BYTES - i) + b"\1" * i))
                              for i in range(1, 4)])
     started = time.monotonic()
     try:
@@ -207,7 +218,7 @@ def test_signed_datagram_under_another_request_id_is_refused(make):
     """The id is signed with the payload: a captured datagram replayed under a new id is refused."""
     b = make("b", gossip_keys=(KEY,))
     payload = encode(SUMMARY)
-    rid = b"\1" * 8
+    rid = b"\1" * ID_BYTES
     seal = Keyring(parse_keys(KEY)).seal(rid + payload, REQUEST)
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -215,7 +226,7 @@ def test_signed_datagram_under_another_request_id_is_refused(make):
         sock.connect(("127.0.0.1", b.config.port))
         sock.send(pack(KIND_REQUEST, rid, seal, payload))
         good = unpack(sock.recv(65535))
-        sock.send(pack(KIND_REQUEST, b"\2" * 8, seal, payload))
+        sock.send(pack(KIND_REQUEST, b"\2" * ID_BYTES, seal, payload))
         replayed = unpack(sock.recv(65535))
 
     assert good.kind == KIND_REPLY
@@ -232,7 +243,7 @@ def test_garbage_datagrams_are_dropped_and_the_server_keeps_serving(make):
             sock.send(junk)
             with pytest.raises(TimeoutError):
                 sock.recv(65535)
-        bad = pack(KIND_REQUEST, b"\3" * 8, {"X-SD-Cluster": "default"}, b"\xc1not msgpack")
+        bad = pack(KIND_REQUEST, b"\3" * ID_BYTES, {"X-SD-Cluster": "default"}, b"\xc1not msgpack")
         sock.send(bad)
         error = unpack(sock.recv(65535))
     assert error.kind == KIND_ERROR and decode(error.payload)["status"] == 400
@@ -280,7 +291,7 @@ def test_no_answer_is_more_than_four_times_its_request(make):
     for i in range(20):
         b.register(f"10.0.5.{i}:80", "bulk")
     payload = encode(SUMMARY)  # one bucket that differs: answered with b's whole digest
-    request = pack(KIND_REQUEST, b"\4" * 8, {"X-SD-Cluster": "default"}, payload)
+    request = pack(KIND_REQUEST, b"\4" * ID_BYTES, {"X-SD-Cluster": "default"}, payload)
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(2)
