@@ -17,7 +17,7 @@ through a coalescer, so handler timestamps are not arrival times.
 
 Usage (as root, for apt-get and iptables):
     .venv/bin/python bench/serf_compare.py [--nodes 10,25,50] [--repeats 10]
-        [--interval 0.2] [--fanout 3] [--rest-seconds 15]
+        [--interval 0.2] [--fanout 3] [--rest-seconds 15] [--transport udp|http]
 """
 
 
@@ -66,7 +66,7 @@ class Result:
 def measure_n(
     n: int, args, ports: dict[str, int], counter: LoopbackBytes, profile: str, rng: random.Random, tmp: str
 ) -> tuple[Result, Result]:
-    ours = OurCluster(n, ports["ours"], args.interval, args.fanout, tmp)
+    ours = OurCluster(n, ports["ours"], args.interval, args.fanout, tmp, args.transport)
     serf = SerfCluster(n, ports["serf"], ports["rpc"], profile, tmp)
     res_o, res_s = Result("ours", n), Result("serf", n)
     try:
@@ -226,6 +226,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10, help="trials per system and N")
     ap.add_argument("--interval", type=float, default=0.2, help="our gossip interval, seconds")
     ap.add_argument("--fanout", type=int, default=3, help="our peers per round")
+    ap.add_argument("--transport", choices=("udp", "http"), default=None,
+                    help="our gossip transport (default: the node's)")
     ap.add_argument("--rest-seconds", type=float, default=15.0, help="at-rest window for bytes")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds after convergence before measuring")
     ap.add_argument("--trial-timeout", type=float, default=20.0, help="bound on one propagation trial")

@@ -30,10 +30,16 @@ LOG_TAIL = 2000  # characters of the log an error carries
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """Return a port number on 127.0.0.1 free right now for TCP and UDP both (a node serves both)."""
+    while True:
+        with socket.socket() as s, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+            try:
+                u.bind((HOST, port))
+            except OSError:
+                continue
+            return port
 
 
 def answers_health(url: str, timeout: float = 1.0) -> bool:

@@ -17,6 +17,7 @@ from .gossip import Node
 from .keyring import generate_key
 from .store import StoreError
 from .transport import SERVER_IDENT
+from .udpserver import UdpServer
 from .wire import dumps
 
 log = logging.getLogger("node")
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         node = build_node(config)
         assert config.port is not None  # Config.validate requires it
         server = make_server(node, config.host, config.port)
+        datagrams = UdpServer(node, config.host, config.port, max_datagram=config.max_datagram,
+                              workers=config.threads)
     except (sqlite3.Error, OSError, StoreError) as exc:
         print(f"node: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -49,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if node.keyring.open:
         log.warning("gossip is not authenticated: no --gossip-keys, so anyone who reaches port %s can write "
                     "to the registry (make a key with `python -m node keygen`)", config.port)
+    datagrams.start()
     node.start()
-    log.info("serving %s on %s:%s, seeds %s, interval %ss, fanout %d, ttl %ss",
-             node.address, config.host, config.port, ",".join(config.seeds) or "-",
+    log.info("serving %s on %s:%s (tcp and udp), gossip sent over %s, seeds %s, interval %ss, fanout %d, ttl %ss",
+             node.address, config.host, config.port, config.transport, ",".join(config.seeds) or "-",
              config.interval, config.fanout, config.ttl)
     try:
         server.run()
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         node.stop()
+        datagrams.close()
         server.close()
         node.store.close()
         log.info("stopped")

@@ -16,6 +16,7 @@ from .config import TEST, Config
 from .gossip import Node, lease_of
 from .store import SqliteStore, Store
 from .transport import GOSSIP_PATH, GossipEndpoint, HttpTransport, Transport
+from .udp import UdpTransport
 from .versions import VersionsExhausted
 from .watch import Watches
 
@@ -36,11 +37,12 @@ def build_node(
     clock: Clock | None = None,
     **kwargs,
 ) -> Node:
-    """Return a Node for ``config``: SQLite store at ``config.db``, HTTP transport signing with its keyring."""
+    """Return a Node for ``config``: SQLite store at ``config.db``, its ``transport`` signing with its keyring."""
     store = store if store is not None else SqliteStore(config.db, lease_of(config))
     node = Node(config, store, transport, clock or Clock(config.clock_offset), **kwargs)
     if transport is None:
-        node.transport = HttpTransport(keyring=node.keyring)
+        http = HttpTransport(keyring=node.keyring)
+        node.transport = UdpTransport(node.keyring, config.max_datagram, http) if config.transport == "udp" else http
     return node
 
 

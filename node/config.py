@@ -20,6 +20,12 @@ MAX_CLOCK_OFFSET = 10 * 365 * 86400.0
 """Largest |clock offset| a node accepts, in seconds (ten years)."""
 
 
+TRANSPORTS = ("udp", "http")
+"""Values of ``transport``: how a node sends its gossip."""
+MIN_DATAGRAM, MAX_DATAGRAM = 512, 65507
+"""Bounds of ``max_datagram``: room for a summary; the largest IPv4 UDP payload."""
+
+
 class ConfigError(ValueError):
     """Raised when configuration is invalid; the message is one line meant for a human."""
 
@@ -74,6 +80,11 @@ class Config:
     gossip_keys: tuple[str, ...] = field(default=(), repr=False)
     # Cluster id carried and signed in every gossip message; other clusters' are refused.
     cluster: str = DEFAULT_CLUSTER
+    # How this node sends gossip: "udp" (one datagram per message, over HTTP when one
+    # datagram cannot carry it) or "http". Either way it answers both on its port.
+    transport: str = "udp"
+    # Largest gossip datagram sent, in bytes (1200: fits any path MTU, IPv6's 1280 included).
+    max_datagram: int = 1200
     # Serve /admin/* (the clock offset); off, they answer 403.
     enable_admin: bool = False
     # -- failure detection (node/liveness.py); node entries are not leased --
@@ -101,6 +112,7 @@ class Config:
         self._check_addresses()
         self._check_amounts()
         self._check_gossip_auth()
+        self._check_transport()
         if self.tombstone_ttl <= self.ttl + self.expire_grace:
             raise ConfigError(
                 f"tombstone_ttl ({self.tombstone_ttl}) must exceed ttl + expire_grace "
@@ -140,6 +152,12 @@ class Config:
             raise ConfigError(str(exc)) from None
         if self.probe_fanout < 0:
             raise ConfigError(f"probe_fanout must be >= 0, got {self.probe_fanout}")
+
+    def _check_transport(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
+        if not MIN_DATAGRAM <= self.max_datagram <= MAX_DATAGRAM:
+            raise ConfigError(f"max_datagram must be {MIN_DATAGRAM}..{MAX_DATAGRAM} bytes, got {self.max_datagram}")
 
 
 def _check_address(what: str, value: str) -> None:
@@ -186,6 +204,8 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "name": (str, "label shown in log lines"),
     "gossip-keys": (str, "comma-separated base64 32-byte keys; the first signs, all verify (none: open gossip)"),
     "cluster": (str, "cluster id signed into every gossip message"),
+    "transport": (str, "how gossip is sent: udp (datagrams, HTTP for big ones) or http"),
+    "max-datagram": (int, "largest gossip datagram in bytes; bigger messages go over HTTP"),
     "enable-admin": (bool, "serve /admin/* (clock offset); off by default"),
     # failure detection
     "probe-fanout": (int, "peers asked to probe a suspect indirectly"),

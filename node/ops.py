@@ -34,16 +34,18 @@ class NodeCollector:
             ("sd_gossip_rounds", "Gossip rounds run", s.rounds),
             ("sd_gossip_exchanges_failed", "Exchanges that failed (peer down, cut, slow)", s.exchanges_failed),
             ("sd_gossip_exchanges_ok", "Exchanges that completed", s.exchanges_ok),
-            ("sd_gossip_bytes_sent", "Gossip bytes sent, as initiator and responder, HTTP headers included",
-             s.bytes_sent),
-            ("sd_gossip_bytes_received", "Gossip bytes received, as initiator and responder, HTTP headers included",
-             s.bytes_received),
+            ("sd_gossip_bytes_sent", "Gossip bytes sent, as initiator and responder: HTTP messages with their "
+             "headers, whole datagrams", s.bytes_sent),
+            ("sd_gossip_bytes_received", "Gossip bytes received, as initiator and responder: HTTP messages with "
+             "their headers, whole datagrams", s.bytes_received),
             ("sd_gossip_merges_applied", "Entries changed by merging gossip", s.merges_applied),
             ("sd_gossip_suspicions", "Peers suspected after a failed exchange", s.suspicions),
             ("sd_gossip_down_marks", "Suspects marked down by this node", s.down_marks),
             ("sd_gossip_refutations", "Times this node found itself marked down and re-registered", s.refutations),
             ("sd_gossip_replies_late", "Replies that came after their exchange's deadline, dropped unmerged",
              s.late_replies),
+            ("sd_gossip_udp_fallbacks", "Messages sent over HTTP because one datagram could not carry them or "
+             "their reply", getattr(n.transport, "fallbacks", 0)),
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)

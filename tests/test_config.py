@@ -59,6 +59,8 @@ def test_empty_env_value_counts_as_unset():
     ("--log-level", "SD_LOG_LEVEL", "DEBUG", "log_level", "DEBUG"),
     ("--name", "SD_NAME", "n7", "name", "n7"),
     ("--seeds", "SD_SEEDS", "a:1,b:2", "seeds", ("a:1", "b:2")),
+    ("--transport", "SD_TRANSPORT", "http", "transport", "http"),
+    ("--max-datagram", "SD_MAX_DATAGRAM", "1400", "max_datagram", 1400),
 ])
 def test_every_setting_has_a_flag_and_an_sd_env_var(flag, env, value, field, expected):
     assert env_name(flag[2:]) == env
@@ -101,6 +103,10 @@ def test_seeds_parsing(raw, seeds):
     (["--port", "5000", "--expire-grace", "-1"], {}, "expire_grace must be >= 0"),
     (["--port", "5000", "--max-future", "-1"], {}, "max_future must be >= 0"),
     (["--port", "5000", "--threads", "0"], {}, "threads must be >= 1"),
+    (["--port", "5000", "--transport", "tcp"], {}, "transport must be one of udp, http, got 'tcp'"),
+    (["--port", "5000"], {"SD_TRANSPORT": "UDP"}, "transport must be one of udp, http, got 'UDP'"),
+    (["--port", "5000", "--max-datagram", "100"], {}, "max_datagram must be 512..65507 bytes, got 100"),
+    (["--port", "5000", "--max-datagram", "70000"], {}, "max_datagram must be 512..65507 bytes"),
 ])
 def test_bad_config_is_a_one_line_config_error(argv, env, fragment):
     with pytest.raises(ConfigError) as info:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
-
-import logging
 
 import pytest
 import waitress

@@ -12,8 +12,9 @@ from harness.localnode import NodeProcess, answers_health, chain, free_port
 
 def test_free_port_can_be_bound_on_loopback():
     port = free_port()
-    with socket.socket() as s:
+    with socket.socket() as s, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
         s.bind(("127.0.0.1", port))
+        u.bind(("127.0.0.1", port))
     assert 1024 <= port <= 65535
 
 

@@ -1,15 +1,18 @@
-"""One contract, two transports: the in-memory network and HTTP between real servers.
+"""One contract, three transports: the in-memory network, HTTP and UDP between real servers.
 
-Every test runs against both, so the in-memory network used by the simulation and the
+Every test runs against each, so the in-memory network used by the simulation and the
 unit tests behaves like the wire: same messages, same failures, bytes counted, same
 signed envelope refused the same way. The HTTP nodes run on waitress, the server
-``python -m node`` uses.
+``python -m node`` uses; the UDP nodes also serve datagrams on the same port number
+(node/udp.py), and send over HTTP what one datagram cannot carry.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import socket
 import threading
 
 import pytest
@@ -23,6 +26,9 @@ from node.config import TEST
 from node.keyring import CLUSTER_HEADER, REASONS, REPLY, REQUEST, Keyring, generate_key, parse_keys
 from node.protocol import Entry
 from node.transport import SERVER_IDENT, Forbidden, InMemoryNetwork, TransportError
+from node.udp import ID_BYTES, KIND_ERROR, KIND_REPLY, KIND_REQUEST, decode, pack, unpack
+from node.udp import encode as msgpack_encode
+from node.udpserver import UdpServer
 from node.wire import Push, dumps, encode
 
 
@@ -44,6 +50,10 @@ class Memory:
     def unreachable(self) -> str:
         return "nobody:5000"
 
+    def frame(self, message: dict) -> bytes:
+        """The bytes a message is signed over on this transport: its JSON."""
+        return dumps(message)
+
     def post(self, node, body: bytes, headers: dict) -> int:
         """Carry raw gossip bytes with ``headers`` to ``node``; return the HTTP status it amounts to."""
         try:
@@ -63,11 +73,13 @@ class Http:
         self.tmp_path, self.clock = tmp_path, clock
         self.nodes, self.servers, self.threads = [], [], []
 
+    transport = "http"
+
     def node(self, name: str, **overrides):
         port = free_port()
-        config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}",
+        config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}", transport=self.transport,
                                      db=str(self.tmp_path / f"{name}.db"), timeout=1.0, **overrides)
-        node = build_node(config, clock=self.clock, parallel=False)  # HttpTransport with the node's keyring
+        node = build_node(config, clock=self.clock, parallel=False)  # its transport, with the node's keyring
         server = waitress.create_server(create_app(node=node), host="127.0.0.1", port=port, threads=2,
                                         ident=SERVER_IDENT)
         thread = threading.Thread(target=server.run, daemon=True)
@@ -79,6 +91,9 @@ class Http:
 
     def unreachable(self) -> str:
         return f"127.0.0.1:{free_port()}"  # nothing listens there
+
+    def frame(self, message: dict) -> bytes:
+        return dumps(message)
 
     def post(self, node, body: bytes, headers: dict) -> int:
         """POST raw gossip bytes with ``headers`` to ``node``; return the HTTP status."""
@@ -101,7 +116,47 @@ class Http:
             n.store.close()
 
 
-@pytest.fixture(params=[Memory, Http], ids=["memory", "http"])
+class Udp(Http):
+    """Nodes that send gossip in datagrams and serve them on their HTTP port number, as ``python -m node``."""
+
+    transport = "udp"
+
+    def __init__(self, tmp_path, clock):
+        super().__init__(tmp_path, clock)
+        self.udp: list[UdpServer] = []
+
+    def node(self, name: str, **overrides):
+        node = super().node(name, **overrides)
+        self.udp.append(UdpServer(node, "127.0.0.1", node.config.port, max_datagram=node.config.max_datagram,
+                                  workers=2).start())
+        return node
+
+    def frame(self, message: dict) -> bytes:
+        """The bytes a datagram's signature covers: a fresh request id, then the msgpack payload."""
+        return os.urandom(ID_BYTES) + msgpack_encode(message)
+
+    def post(self, node, body: bytes, headers: dict) -> int:
+        """Send raw gossip (``frame``'s bytes) with ``headers`` in one datagram; return the status it amounts to."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(2)
+            sock.connect(("127.0.0.1", node.config.port))
+            sock.send(pack(KIND_REQUEST, body[:ID_BYTES], headers, body[ID_BYTES:]))
+            answer = unpack(sock.recv(65535))
+        assert answer.id == body[:ID_BYTES]
+        if answer.kind == KIND_ERROR:
+            error = decode(answer.payload)
+            assert error["error"] == "forbidden" and "refused" in error["message"], error
+            return error["status"]
+        assert answer.kind == KIND_REPLY
+        return 200
+
+    def close(self):
+        for server in self.udp:
+            server.close()
+        super().close()
+
+
+@pytest.fixture(params=[Memory, Http, Udp], ids=["memory", "http", "udp"])
 def world(request, tmp_path):
     w = request.param(tmp_path, FakeClock())
     yield w
@@ -183,11 +238,11 @@ KEY, OTHER_KEY = generate_key(), generate_key()
 EVIL = "10.66.0.1:80"
 
 
-def push_of_evil(world_node) -> bytes:
+def push_of_evil(world, world_node) -> bytes:
     """The encoded Push of an entry nobody registered, as a forger would send it."""
     now = world_node.clock.now()
     entry = Entry(EVIL, "evil", 1, 1, "forger:1", False, now)
-    return dumps(encode(Push("forger:1", [entry], []), now))
+    return world.frame(encode(Push("forger:1", [entry], []), now))
 
 
 def _unsigned(body):
@@ -200,7 +255,7 @@ def _other_key(body):
 
 def _tampered(body):
     headers = Keyring(parse_keys(KEY)).seal(body, REQUEST)
-    return body.replace(b'"evil"', b'"evi1"'), headers
+    return body.replace(b"evil", b"evi1"), headers
 
 
 def _other_cluster(body):
@@ -217,7 +272,7 @@ def _reply_as_request(body):
 ], ids=["unsigned", "other-key", "tampered", "other-cluster", "reply-as-request"])
 def test_forged_request_is_refused_counted_and_not_merged(world, forge, reason):
     b = world.node("b", gossip_keys=(KEY,))
-    body, headers = forge(push_of_evil(b))
+    body, headers = forge(push_of_evil(world, b))
 
     assert world.post(b, body, headers) == 403
 
@@ -225,7 +280,7 @@ def test_forged_request_is_refused_counted_and_not_merged(world, forge, reason):
     assert b.stats.rejected == {**dict.fromkeys(REASONS, 0), reason: 1}
     assert b.stats.merges_applied == 0
     # The same message signed as it should be passes: what was refused was the envelope.
-    assert world.post(b, *_signed(push_of_evil(b))) == 200
+    assert world.post(b, *_signed(push_of_evil(world, b))) == 200
     assert b.store.get(EVIL, b.clock.now()) is not None
 
 
@@ -235,9 +290,9 @@ def _signed(body):
 
 def test_open_node_refuses_only_another_cluster(world):
     b = world.node("b")
-    assert world.post(b, *_other_cluster(push_of_evil(b))) == 403
+    assert world.post(b, *_other_cluster(push_of_evil(world, b))) == 403
     assert b.store.get(EVIL, b.clock.now()) is None
-    assert world.post(b, *_unsigned(push_of_evil(b))) == 200
+    assert world.post(b, *_unsigned(push_of_evil(world, b))) == 200
     assert b.stats.rejected["wrong_cluster"] == 1
 
 

@@ -21,11 +21,12 @@ class OurCluster:
 
     name = "ours"
 
-    def __init__(self, n: int, base_port: int, interval: float, fanout: int, tmp: str) -> None:
+    def __init__(self, n: int, base_port: int, interval: float, fanout: int, tmp: str,
+                 transport: str | None = None) -> None:
         self.n = n
         self.ports = [base_port + i for i in range(n)]
         self.addrs = [f"{HOST}:{p}" for p in self.ports]
-        self.interval, self.fanout = interval, fanout
+        self.interval, self.fanout, self.transport = interval, fanout, transport
         self.folder = Path(tmp) / f"ours-{n}"
         self.procs: list[NodeProcess] = []
         self.http = requests.Session()
@@ -35,7 +36,7 @@ class OurCluster:
         """Start every node at once; each retries its seeds until they answer (see ``wait_converged``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         flags = ("--preset", "local", "--interval", str(self.interval), "--fanout", str(self.fanout),
-                 "--log-level", "WARNING")
+                 "--log-level", "WARNING", *(("--transport", self.transport) if self.transport else ()))
         self.procs = cluster_of(self.n, *flags, folder=self.folder, ports=self.ports, prefix="o",
                                 seeds=lambda i, addrs: [a for a in addrs[:2] if a != addrs[i]], wait=False)
 

@@ -49,6 +49,9 @@ def one_way_rules(node: str, src: str, dst: str, ips: Mapping[str, str]) -> list
     of the connection's first packet: src's SYNs, requests and ACKs on connections src
     opened. Replies src sends on connections dst opened are direction REPLY and pass,
     so dst can still reach src. On src the rule sits in OUTPUT, on dst in INPUT.
+    UDP gossip is tracked the same way: a node sends each request from a fresh ephemeral
+    port (``node.udp``), so the request is a flow's first, ORIGINAL packet and the reply
+    from the peer's port its REPLY.
     """
     rules: list[list[str]] = []
     if node == src:

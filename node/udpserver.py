@@ -1,0 +1,141 @@
+"""The UDP half of a node's gossip server: one datagram in, one datagram out (format: ``udp``).
+
+A daemon thread reads datagrams on the node's port number and hands each to a small
+pool; ``UdpServer.answer`` checks the envelope before decoding, hands the message to the
+same ``Endpoint.handle`` that serves ``POST /gossip``, and signs the reply, or answers
+TOO_BIG (ask again over HTTP) or an ERROR datagram (403 refused, 400 malformed).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .keyring import CLUSTER_HEADER, REPLY, REQUEST, SIGNATURE_HEADER, Rejected
+from .transport import Endpoint
+from .udp import (
+    AMPLIFICATION,
+    KIND_REPLY,
+    KIND_REQUEST,
+    KIND_TOO_BIG,
+    MAX_DATAGRAM,
+    MAX_UDP_PAYLOAD,
+    BadDatagram,
+    decode,
+    encode,
+    error_datagram,
+    pack,
+    unpack,
+)
+
+log = logging.getLogger(__name__)
+
+class UdpServer:
+    """Serves gossip datagrams on ``host:port`` for ``endpoint``: checks, handles, answers.
+
+    A daemon thread reads datagrams and hands each to a pool of ``workers`` threads (a
+    Probe's answer waits up to a timeout); when ``backlog`` datagrams already wait, more
+    are dropped, as a full socket buffer would. ``answer`` is the whole protocol of one
+    datagram, without sockets.
+    """
+
+    def __init__(self, endpoint: Endpoint, host: str, port: int, *, max_datagram: int = MAX_DATAGRAM,
+                 workers: int = 4, backlog: int = 256) -> None:
+        self.endpoint = endpoint
+        self.max_datagram = max_datagram
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((host.strip("[]"), port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.settimeout(0.5)  # how soon ``close`` is noticed
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="udp-gossip")
+        self.backlog = backlog
+        self._slots = threading.BoundedSemaphore(backlog)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="udp-server", daemon=True)
+
+    @property
+    def address(self) -> tuple:
+        """The socket's bound address."""
+        return self.sock.getsockname()
+
+    def start(self) -> UdpServer:
+        """Start serving in a daemon thread; return self."""
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop reading, let the answers under way finish, close the socket."""
+        self._closed.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+        self._pool.shutdown(wait=True)
+        self.sock.close()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data, source = self.sock.recvfrom(MAX_UDP_PAYLOAD)
+            except TimeoutError:
+                continue
+            except OSError as exc:  # e.g. an ICMP error queued on the socket: keep serving
+                if self._closed.is_set():
+                    return
+                log.debug("udp receive failed: %s", exc)
+                continue
+            if not self._slots.acquire(blocking=False):
+                log.warning("gossip datagram from %s dropped: %d already waiting", source, self.backlog)
+                continue
+            try:
+                self._pool.submit(self._serve, data, source)
+            except RuntimeError:  # pool shut down under us
+                self._slots.release()
+                return
+
+    def _serve(self, data: bytes, source: tuple) -> None:
+        try:
+            out = self.answer(data)
+            if out is not None:
+                self.sock.sendto(out, source)
+        except OSError as exc:  # the way back is cut: the sender will time out
+            log.debug("answer to %s not sent: %s", source, exc)
+        except Exception:  # noqa: BLE001 - one datagram never stops the server
+            log.exception("gossip datagram from %s failed", source)
+        finally:
+            self._slots.release()
+
+    def answer(self, data: bytes) -> bytes | None:
+        """Return the datagram answering ``data``, or None when it is to be dropped unanswered."""
+        try:
+            request = unpack(data)
+        except BadDatagram:
+            return None
+        if request.kind != KIND_REQUEST:
+            return None  # a reply that found its socket closed (late), or noise
+        keyring, rid, limit = self.endpoint.keyring, request.id, AMPLIFICATION * len(data)
+        headers = request.headers()
+        try:  # before decoding: a refused message never reaches the store
+            keyring.check(request.signed, headers, REQUEST)
+        except Rejected as exc:
+            self.endpoint.rejected(exc.reason)
+            log.info("gossip datagram refused (%s): %s", exc.reason, exc)
+            return error_datagram(rid, keyring.cluster, 403, "forbidden", f"gossip message refused: {exc}", limit)
+        try:
+            reply = self.endpoint.handle(decode(request.payload))  # type: ignore[arg-type]
+        except (ValueError, TypeError, RecursionError) as exc:  # ProtocolError is a ValueError
+            return error_datagram(rid, keyring.cluster, 400, "bad_request", f"bad gossip message: {exc}", limit)
+        except Exception as exc:  # noqa: BLE001 - answer 500, log, keep serving
+            log.exception("gossip handler failed")
+            return error_datagram(rid, keyring.cluster, 500, "internal_error", f"{type(exc).__name__}: {exc}", limit)
+        payload = encode(reply)
+        seal = keyring.seal(rid + payload, REPLY, headers.get(SIGNATURE_HEADER, ""))
+        out = pack(KIND_REPLY, rid, seal, payload)
+        if len(out) > min(self.max_datagram, limit):
+            out = pack(KIND_TOO_BIG, rid, {CLUSTER_HEADER: keyring.cluster})
+        self.endpoint.served(len(data), len(out))
+        return out
