@@ -161,13 +161,25 @@ ADMIN_OFF = error(403, "The node was started without --enable-admin (every /admi
 PATHS: dict[str, dict] = {
     "/registry/list": {"get": {
         "operationId": "list", "tags": ["registry"], "summary": "Every listed instance, keyed by address",
+        "description": "With ``index`` (the X-Registry-Index of an earlier answer) this is a watch, as "
+                       "Consul's blocking queries: it answers at once when the node's state has changed since, "
+                       "else holds until it changes or ``wait`` runs out.",
         "parameters": [
             {"name": "app_name", "in": "query", "schema": STR, "description": "only instances of this app"},
             {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["healthy", "expired"]}},
+            {"name": "index", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+             "description": "hold until the node's index differs from this one"},
+            {"name": "wait", "in": "query", "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)?$"},
+             "description": "longest hold of a watch: 500ms, 30s, 1m, or seconds (default 30 s, at most 5 min)"},
         ],
         "responses": {
-            "200": ok("Instances in address order.", {"type": "object", "additionalProperties": ref("Instance")}),
-            "400": error(400, "status is neither healthy nor expired."),
+            "200": {**ok("Instances in address order.", {"type": "object", "additionalProperties": ref("Instance")}),
+                    "headers": {"X-Registry-Index": {"description": "the node's state index of this answer",
+                                                     "schema": {"type": "string", "pattern": "^[0-9]+$"}}}},
+            "400": error(400, "status is neither healthy nor expired, or index or wait is malformed."),
+            "429": ok("Every watch slot of the node is held (at most half its threads); retry after Retry-After.",
+                      obj({"error": {"type": "string", "enum": ["too_many_watches"]}, "message": {"type": "string"}},
+                          {"limit": {"type": "integer"}})),
         },
     }},
     "/registry/register_instance": {"post": register_operation("register_instance")},

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from node import apispec
+from node import apispec, watch
 from node.__main__ import make_server
 from node.app import create_app
 from node.transport import GOSSIP_PATH
@@ -34,6 +34,13 @@ EXAMPLES = 40
 """Generated requests per operation (15 operations: the whole fuzz takes a few seconds)."""
 SEQUENCES = 30
 """Generated sequences of linked operations, up to 6 steps each."""
+
+
+@pytest.fixture(autouse=True)
+def _short_watches(monkeypatch):
+    """A generated watch may name the node's current index: hold it 50 ms at most, not minutes."""
+    monkeypatch.setattr(watch, "MAX_WAIT", 0.05)
+    monkeypatch.setattr(watch, "DEFAULT_WAIT", 0.05)
 
 
 def served_spec(client) -> dict:
