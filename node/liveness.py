@@ -211,8 +211,16 @@ class Detector:
         return wire.decode_alive(reply.body)
 
     def answer(self, request: Ping | Probe) -> Alive:
-        """Answer a peer's Ping at once, or its Probe after pinging the target (at most ``timeout``)."""
+        """Answer a peer's Ping at once, or its Probe after pinging the target (at most ``timeout``).
+
+        A Probe's target must be a node this one holds an entry of: a message cannot make a
+        node send datagrams or requests to an address of its choosing (ProtocolError, a 400;
+        the asker counts a helper that refuses as silent, which proves nothing).
+        """
         if isinstance(request, Ping) or request.target == self.node.address:
             return Alive(True)
+        known = self.node.store.get(request.target, self.node.clock.now())
+        if known is None or known.app_name != NODE_APP:
+            raise ProtocolError(f"probe target {request.target} is no node known here")
         return Alive(self.ping(request.target) == ALIVE)
 

@@ -44,7 +44,9 @@ def converged(n: int, seed: int = 1, **config) -> SimCluster:
 
 
 def test_a_node_answers_ping_at_once_and_probe_after_pinging_the_target(make_node, net):
-    a, b, c = make_node("n1:5001"), make_node("n2:5002"), make_node("n3:5003")
+    a, b, c = make_node("n1:5001"), make_node("n2:5002", seeds=("n3:5003",)), make_node("n3:5003")
+    c.renew_self()
+    b.run_round()  # b holds n3's entry: a node pings only targets it knows
     client = create_app(node=b).test_client()
 
     def post(message):
@@ -63,6 +65,19 @@ def test_a_node_answers_ping_at_once_and_probe_after_pinging_the_target(make_nod
     assert c.stats.bytes_received > 0 and a.stats.rounds == 0  # the pings reached n3, n1 did nothing
     resp = client.post("/gossip", json={"v": 1, "type": "probe", "from": "n1:5001", "target": "nope"})
     assert resp.status_code == 400 and resp.get_json()["error"] == "bad_request"
+
+
+def test_a_probe_cannot_make_a_node_contact_an_address_it_does_not_know(make_node, net):
+    b = make_node("n2:5002")
+    b.register("10.7.0.9:80", "web")  # an instance, not a node: no target either
+    sent: list[str] = []
+    send = b.transport.send
+    b.transport.send = lambda peer, message, timeout: sent.append(peer) or send(peer, message, timeout)
+    client = create_app(node=b).test_client()
+    for target in ("10.9.9.9:22", "10.7.0.9:80"):
+        resp = client.post("/gossip", json=wire.encode(wire.Probe("n1:5001", target), 0.0))
+        assert resp.status_code == 400 and "no node known here" in resp.get_json()["message"]
+    assert sent == []
 
 
 # -- a killed node ------------------------------------------------------------------------------------
