@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 
 import pytest
 
+from node.__main__ import make_server
 from node.app import build_node, create_app
 from node.clock import FakeClock
 from node.config import TEST
@@ -66,3 +68,16 @@ def app(node):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def server(node):
+    """The node served by waitress as ``python -m node`` serves it, on a free port; yields its port."""
+    srv = make_server(node, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        yield srv.effective_port
+    finally:
+        srv.close()
+        srv.task_dispatcher.shutdown()

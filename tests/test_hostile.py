@@ -21,15 +21,20 @@ FLAGS = ("--preset", "local", "--interval", "0.1", "--gossip-keys", KEY)
 FAKES = 10_000
 
 
-@pytest.fixture
-def trio(tmp_path):
-    """Three keyed nodes seeded in a chain, their membership converged."""
-    procs = cluster_of(3, *FLAGS, folder=tmp_path)
+def joined(n: int, folder):
+    """Yield ``n`` keyed node processes seeded in a chain once each knows all the others; stop them after."""
+    procs = cluster_of(n, *FLAGS, folder=folder)
     try:
-        assert wait_until(lambda: all(len(known_nodes(p)) == 3 for p in procs), timeout=10).ok
+        assert wait_until(lambda: all(len(known_nodes(p)) == n for p in procs), timeout=10).ok
         yield procs
     finally:
         stop_all(procs)
+
+
+@pytest.fixture
+def trio(tmp_path):
+    """Three keyed nodes seeded in a chain, their membership converged."""
+    yield from joined(3, tmp_path)
 
 
 def known_nodes(proc) -> set[str]:
@@ -87,12 +92,7 @@ FLOOD = 1_100
 @pytest.fixture
 def pair(tmp_path):
     """Two keyed nodes, n2 seeded with n1, each knowing the other."""
-    procs = cluster_of(2, *FLAGS, folder=tmp_path)
-    try:
-        assert wait_until(lambda: all(len(known_nodes(p)) == 2 for p in procs), timeout=10).ok
-        yield procs
-    finally:
-        stop_all(procs)
+    yield from joined(2, tmp_path)
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ import os
 import socket
 import sqlite3
 import subprocess
-import threading
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from node import wire
-from node.__main__ import make_server, server_body_limit
+from node.__main__ import server_body_limit
 from node.app import create_app
 from node.config import TEST, ConfigError, from_args
 from node.protocol import MAX_INT, Entry, Lease
@@ -107,19 +106,6 @@ def test_config_names_the_one_spelling_peers_accept():
 # -- bodies --------------------------------------------------------------------------------------
 
 HUGE = 400 * 1024 * 1024
-
-
-@pytest.fixture
-def server(node):
-    """The node served by waitress as ``python -m node`` serves it, on a free port; yields its port."""
-    srv = make_server(node, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        yield srv.effective_port
-    finally:
-        srv.close()
-        srv.task_dispatcher.shutdown()
 
 
 @pytest.mark.parametrize("path", ["/registry/register_instance", "/gossip"])

@@ -11,7 +11,6 @@ import itertools
 import json
 import socket
 import sqlite3
-import threading
 
 import pytest
 import schemathesis
@@ -25,7 +24,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from node import apispec, watch
-from node.__main__ import make_server
 from node.app import create_app
 from node.transport import GOSSIP_PATH
 
@@ -232,19 +230,6 @@ def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(client, method, pa
 
 
 # -- answers the HTTP server gives before the app sees the request -------------------------------
-
-
-@pytest.fixture
-def server(node):
-    """The node served by waitress as ``python -m node`` serves it, on a free port; yields its port."""
-    srv = make_server(node, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        yield srv.effective_port
-    finally:
-        srv.close()
-        srv.task_dispatcher.shutdown()
 
 
 def exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
