@@ -8,7 +8,7 @@ against the 1 / interval it was asked for: when rounds overrun their interval (a
 host) the loop skips ticks, and dissemination measured in seconds slows down accordingly.
 
 At rest a converged cluster makes no versioned write (node entries are not leased), so every
-exchange is one summary answered "converged". The HEALTHCHECK (bash, every 5 s) is counted in
+exchange is one summary answered "converged". The HEALTHCHECK (bash, every 30 s) is counted in
 each container's CPU.
 
 ``--transports http,udp`` measures each size once per gossip transport (SD_TRANSPORT), side by side.

@@ -32,7 +32,7 @@ from node.keyring import generate_key  # noqa: E402
 from node.protocol import Lease  # noqa: E402
 from node.store import Store  # noqa: E402
 from node.transport import HttpTransport  # noqa: E402
-from node.udp import UdpTransport  # noqa: E402
+from node.udpclient import UdpTransport  # noqa: E402
 from node.wire import Summary, encode  # noqa: E402
 
 QUIET = ("--log-level", "WARNING")

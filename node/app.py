@@ -16,7 +16,7 @@ from .config import TEST, Config
 from .gossip import Node, lease_of
 from .store import SqliteStore, Store
 from .transport import GOSSIP_PATH, GossipEndpoint, HttpTransport, Transport
-from .udp import UdpTransport
+from .udpclient import UdpTransport
 from .versions import VersionsExhausted
 from .watch import Watches
 

@@ -18,18 +18,21 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
 from . import handshake, validation, versions, wire
 from .clock import Clock
 from .config import Config
-from .keyring import REASONS, Keyring, parse_keys
+from .keyring import Keyring, parse_keys
 from .liveness import Detector
 from .membership import NEW_PEER_LIMIT, Members, admit, select_targets
 from .protocol import NODE_APP, Entry, Lease
 from .snapshot import Snapshot
+from .stats import Exchange as Exchange  # re-exported: the outcome of ``Node.exchange``
+from .stats import Stats
 from .store import Store, Written
 from .transport import ReplyRejected, Transport, TransportError
 from .wire import ProtocolError
@@ -37,69 +40,8 @@ from .wire import ProtocolError
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Exchange:
-    """Outcome of one exchange with one peer."""
-
-    peer: str
-    ok: bool
-    sent: int = 0  # entries pushed to the peer
-    received: int = 0  # entries pulled from the peer that changed our store
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    error: str | None = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-@dataclass
-class Stats:
-    """Counters a node keeps about its gossip; exported by /metrics.
-
-    Bytes are those the transport measured, counted once on each side of a message:
-    an initiator counts its requests as sent and the replies as received, a responder
-    the other way round.
-    """
-
-    rounds: int = 0
-    exchanges_ok: int = 0
-    exchanges_failed: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    merges_applied: int = 0
-    # reason (keyring.REASONS) -> messages refused, requests and replies alike
-    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
-    suspicions: int = 0  # peers suspected after a failed exchange
-    down_marks: int = 0  # suspects this node marked down (tombstones of their entries)
-    refutations: int = 0  # times this node found itself marked down and re-registered
-    late_replies: int = 0  # replies decoded after their exchange's deadline, dropped unmerged
-    # reason (versions.VERSION_JUMP, membership.NEW_PEER_LIMIT, validation.REASONS) -> gossiped entries refused
-    refused: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys((versions.VERSION_JUMP, NEW_PEER_LIMIT, *validation.REASONS), 0))
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **deltas: int) -> None:
-        """Add to several counters at once."""
-        with self.lock:
-            for k, v in deltas.items():
-                setattr(self, k, getattr(self, k) + v)
-
-    def reject(self, reason: str) -> None:
-        """Count one message refused for ``reason``."""
-        with self.lock:
-            self.rejected[reason] = self.rejected.get(reason, 0) + 1
-
-    def refuse(self, reason: str, entries: int) -> None:
-        """Count ``entries`` gossiped entries refused for ``reason``."""
-        with self.lock:
-            self.refused[reason] = self.refused.get(reason, 0) + entries
-
-    def add_bytes(self, sent: int, received: int) -> None:
-        """Add one message's bytes (the cheap form of ``add``, run for every message answered)."""
-        with self.lock:
-            self.bytes_sent += sent
-            self.bytes_received += received
+SendAll = Callable[[Sequence[tuple[str, dict]], float], list]
+"""A transport's ``send_all(requests, timeout)``: one reply (``Reply``) or ``TransportError`` per request."""
 
 
 class LateReply(TransportError):
@@ -211,7 +153,10 @@ class Node:
         # exchanges run in parallel (nodes) or one after another (simulation): what one
         # exchange pulls in is passed on from the next round, the same in both.
         snap = self.store.snapshot()
-        if self._executor is not None and len(peers) > 1:
+        send_all = getattr(self.transport, "send_all", None)
+        if self._executor is not None and send_all is not None and len(peers) > 1:
+            done = self._batched(peers, snap, send_all)
+        elif self._executor is not None and len(peers) > 1:
             done = self._in_parallel(peers, snap)
         else:
             done = [self.exchange(p, snap) for p in peers]
@@ -226,13 +171,67 @@ class Node:
         return [f.result() if f.done() else Exchange(p, ok=False, error="still running past the deadline")
                 for p, f in zip(peers, futures, strict=True)]
 
+    def _batched(self, peers: list[str], snap: Snapshot, send_all: SendAll) -> list[Exchange]:
+        """Run the exchanges with the round's summaries sent at once from this thread (``send_all``).
+
+        At rest a converged pair ends with the summary's reply, so a round costs no thread
+        hand-off at all; an exchange whose reply asks for a Push goes on in the executor.
+        """
+        assert self._executor is not None
+        deadline = self.clock.now() + self.config.timeout
+        steps = [handshake.Initiator(self.address, snap, self.lease) for _ in peers]
+        now = self.clock.now()
+        replies = send_all([(p, wire.encode(s.start(), now)) for p, s in zip(peers, steps, strict=True)],
+                           max(0.0, deadline - now))
+        done: list[Exchange] = []
+        going_on = []
+        for peer, step, reply in zip(peers, steps, replies, strict=True):
+            result = Exchange(peer, ok=False)
+            push: list[wire.Push | None] = [None]
+
+            def first(peer=peer, step=step, reply=reply, result=result, push=push) -> None:
+                if isinstance(reply, Exception):
+                    raise reply
+                result.bytes_sent += reply.sent
+                result.bytes_received += reply.received
+                push[0] = self._push_of(peer, step, reply.body, deadline)
+
+            if self._settled(result, first, final=False) and push[0] is None:
+                self._ended(result)  # converged: the summary's reply ended it
+            if push[0] is None:
+                done.append(result)
+                continue
+            going_on.append((result, self._executor.submit(
+                self._settled, result, partial(self._pushed, peer, step, push[0], deadline, result))))
+        wait([f for _, f in going_on], self.config.timeout + ROUND_SLACK)
+        return done + [r if f.done() else Exchange(r.peer, ok=False, error="still running past the deadline")
+                       for r, f in going_on]
+
     def exchange(self, peer: str, snap: Snapshot | None = None) -> Exchange:
         """Run one push-pull exchange with ``peer``, offering ``snap`` (default: now's); never raises."""
+        # One deadline for the whole exchange, both requests: a reply is dated on arrival
+        # (leases travel as ages), so one applied late would make old entries young.
+        deadline = self.clock.now() + self.config.timeout
+        steps = handshake.Initiator(self.address, self.store.snapshot() if snap is None else snap, self.lease)
         result = Exchange(peer, ok=False)
+
+        def run() -> None:
+            push = self._push_of(peer, steps, self._send(peer, steps.start(), deadline, result), deadline)
+            if push is not None:
+                self._pushed(peer, steps, push, deadline, result)
+
+        self._settled(result, run)
+        return result
+
+    def _settled(self, result: Exchange, run: Callable[[], None], final: bool = True) -> bool:
+        """Run (a step of) ``result``'s exchange and return whether it succeeded; never raises.
+
+        A failure is logged, counted, makes the peer a suspect and ends the exchange. A
+        success ends it when ``final`` (else the caller goes on, or calls ``_ended``).
+        """
+        peer = result.peer
         try:
-            self._exchange(peer, result, self.store.snapshot() if snap is None else snap)
-            result.ok = True
-            self.members.vouch(peer)
+            run()
         except (TransportError, ProtocolError) as exc:
             if isinstance(exc, ReplyRejected):
                 self.stats.reject(exc.reason)
@@ -243,6 +242,21 @@ class Node:
         except Exception as exc:  # noqa: BLE001 - the loop must survive anything
             result.error = f"{type(exc).__name__}: {exc}"
             log.exception("exchange with %s failed", peer)
+        else:
+            if final:
+                self._ended(result)
+            return True
+        self._count(result)
+        return False
+
+    def _ended(self, result: Exchange) -> None:
+        """End an exchange that succeeded: vouch for its peer, count it."""
+        result.ok = True
+        self.members.vouch(result.peer)
+        self._count(result)
+
+    def _count(self, result: Exchange) -> None:
+        """Add one ended exchange to the node's counters."""
         self.stats.add(
             exchanges_ok=int(result.ok),
             exchanges_failed=int(not result.ok),
@@ -250,7 +264,6 @@ class Node:
             bytes_received=result.bytes_received,
             merges_applied=result.received,
         )
-        return result
 
     def _send(self, peer: str, message: wire.Message, deadline: float, result: Exchange) -> dict:
         """Send ``message`` to ``peer`` and return the reply's JSON object by ``deadline``, counting bytes."""
@@ -272,15 +285,14 @@ class Node:
             raise LateReply(f"{peer}: reply came {now - deadline:.3f}s after the exchange's deadline; dropped")
         return now
 
-    def _exchange(self, peer: str, result: Exchange, snap: Snapshot) -> None:
-        # One deadline for the whole exchange, both requests: a reply is dated on arrival
-        # (leases travel as ages), so one applied late would make old entries young.
-        deadline = self.clock.now() + self.config.timeout
-        steps = handshake.Initiator(self.address, snap, self.lease)
-        summary = wire.decode_summary_reply(self._send(peer, steps.start(), deadline, result))
-        push = steps.on_summary_reply(summary, self._on_time(peer, deadline))
-        if push is None:
-            return
+    def _push_of(self, peer: str, steps: handshake.Initiator, body: dict, deadline: float) -> wire.Push | None:
+        """Return the Push that the Summary's reply ``body`` calls for, or None: the exchange is over."""
+        summary = wire.decode_summary_reply(body)
+        return steps.on_summary_reply(summary, self._on_time(peer, deadline))
+
+    def _pushed(self, peer: str, steps: handshake.Initiator, push: wire.Push, deadline: float,
+                result: Exchange) -> None:
+        """Send ``push``, then merge the entries its reply brings, if it came by ``deadline``."""
         body = self._send(peer, push, deadline, result)
         result.sent = len(push.entries)
         pulled = steps.on_push_reply(wire.decode_push_reply(body, self.clock.now()))

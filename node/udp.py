@@ -26,10 +26,7 @@ is more than ``AMPLIFICATION`` times its request (an error's message is cut to f
 forged source address cannot make a node an amplifier: a bigger reply goes over HTTP,
 whose handshake a forger cannot complete.
 
-Each request goes from a fresh socket on an ephemeral port, connected to the peer: the
-kernel drops what does not come from the peer's port, reports ICMP port-unreachable at
-once, and every exchange is a new conntrack flow whose first packet goes from initiator
-to responder, as with TCP (one-way cuts by ``--ctdir ORIGINAL`` hold for UDP too).
+The sending side is ``udpclient.UdpTransport``.
 
 Bytes counted are the datagrams' (UDP and IP headers, 28 bytes each way over IPv4, are
 not, as TCP/IP headers are not for HTTP), on both sides alike.
@@ -40,17 +37,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
-import socket
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgpack  # type: ignore[import-untyped]  # no stubs in the dev dependencies
 
-from .keyring import CLUSTER_HEADER, OPEN, REQUEST, SIGNATURE_HEADER, Keyring
-from .transport import Forbidden, HttpTransport, Reply, Transport, TransportError, check_reply
+from .keyring import CLUSTER_HEADER, SIGNATURE_HEADER
 from .wire import SUMMARY
 
 log = logging.getLogger(__name__)
@@ -174,6 +166,15 @@ def decode(payload: bytes) -> object:
         raise ValueError(f"payload is not msgpack: {type(exc).__name__}: {exc}") from None
 
 
+def message_type(payload: bytes) -> object:
+    """Return the ``type`` a payload's message names, or None: a look for dispatch, nothing checked."""
+    try:
+        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    except _DECODE_ERRORS:
+        return None
+    return obj.get(_KEY_INDEX["type"], obj.get("type")) if isinstance(obj, dict) else None
+
+
 def _named(obj: dict) -> dict:
     """Return a decoded map with its index keys replaced by their names; raise ValueError on others."""
     out = {}
@@ -202,141 +203,3 @@ def error_datagram(rid: bytes, cluster: str, status: int, error: str, message: s
     if room <= 0:
         return bare if len(bare) <= limit else None
     return datagram(message.encode()[:room].decode(errors="ignore"))
-
-
-# -- sending -------------------------------------------------------------------------------------
-
-
-class UdpTransport:
-    """Sends each gossip message in one datagram and waits for the reply with the same id.
-
-    A message (or its reply) too big for ``max_datagram`` goes through ``fallback``
-    (HTTP to the same host and port by default), and so does every message for
-    ``NO_UDP_TTL`` seconds to a peer that refused a datagram (no UDP server there: a node
-    of a version before datagrams, so a cluster can be upgraded one node at a time);
-    ``fallbacks`` counts those messages. ``timeout`` bounds the whole send, fallback included.
-    """
-
-    def __init__(self, keyring: Keyring = OPEN, max_datagram: int = MAX_DATAGRAM,
-                 fallback: Transport | None = None) -> None:
-        self.keyring = keyring
-        self.max_datagram = max_datagram
-        self.fallback: Transport = fallback if fallback is not None else HttpTransport(keyring=keyring)
-        self.fallbacks = 0
-        self._resolved: dict[str, tuple[float, int, tuple]] = {}
-        self._no_udp: dict[str, float] = {}  # peer -> until when it is asked over HTTP only
-        self._lock = threading.Lock()
-
-    def send(self, peer: str, message: dict, timeout: float) -> Reply:
-        deadline = time.monotonic() + timeout
-        payload = encode(message)
-        rid = os.urandom(ID_BYTES)
-        seal = self.keyring.seal(rid + payload, REQUEST)
-        datagram = pack(KIND_REQUEST, rid, seal, payload)
-        if len(datagram) > self.max_datagram or self._no_udp.get(peer, 0.0) > time.monotonic():
-            return self._over_http(peer, message, deadline, 0, 0)
-        try:
-            answer = self._exchange(peer, datagram, rid, deadline)
-        except _Refused:
-            with self._lock:
-                self._no_udp[peer] = time.monotonic() + NO_UDP_TTL
-            log.info("%s refuses gossip datagrams: asking it over HTTP for %gs", peer, NO_UDP_TTL)
-            return self._over_http(peer, message, deadline, 0, 0)
-        except TransportError:
-            with self._lock:
-                self._resolved.pop(peer, None)  # look the name up again next time
-            raise
-        if answer.kind == KIND_TOO_BIG:
-            return self._over_http(peer, message, deadline, len(datagram), answer.size)
-        if answer.kind == KIND_ERROR:
-            raise _error_of(peer, answer.datagram.payload)
-        check_reply(self.keyring, peer, answer.datagram.signed, answer.datagram.headers(), seal)
-        try:
-            body = decode(answer.datagram.payload)
-        except ValueError as exc:
-            raise TransportError(f"{peer}: reply {exc}") from None
-        if not isinstance(body, dict):
-            raise TransportError(f"{peer}: reply is not a msgpack map")
-        return Reply(body, len(datagram), answer.size)
-
-    def _over_http(self, peer: str, message: dict, deadline: float, sent: int, received: int) -> Reply:
-        """Send ``message`` through the fallback in the time left, adding the datagrams' bytes."""
-        with self._lock:
-            self.fallbacks += 1
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TransportError(f"{peer}: no time left to send over HTTP what one datagram cannot carry")
-        reply = self.fallback.send(peer, message, left)
-        return Reply(reply.body, reply.sent + sent, reply.received + received)
-
-    def _exchange(self, peer: str, datagram: bytes, rid: bytes, deadline: float) -> _Answer:
-        """Send ``datagram`` to ``peer`` and return the first answer to ``rid`` before ``deadline``."""
-        family, address = self._resolve(peer)
-        try:
-            with socket.socket(family, socket.SOCK_DGRAM) as sock:
-                sock.connect(address)
-                sock.send(datagram)
-                while True:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError
-                    sock.settimeout(left)
-                    data = sock.recv(MAX_UDP_PAYLOAD)
-                    try:
-                        got = unpack(data)
-                    except BadDatagram:
-                        continue
-                    if got.id == rid and got.kind in (KIND_REPLY, KIND_TOO_BIG, KIND_ERROR):
-                        return _Answer(got.kind, got, len(data))
-                    log.debug("dropped a datagram from %s that answers no outstanding request", peer)
-        except TimeoutError:
-            raise TransportError(f"{peer}: no reply by the deadline (datagram lost, peer down or cut)") from None
-        except ConnectionRefusedError:
-            raise _Refused(f"{peer}: datagram refused (ICMP port unreachable)") from None
-        except OSError as exc:
-            raise TransportError(f"{peer}: {type(exc).__name__}: {exc}") from None
-
-    def _resolve(self, peer: str) -> tuple[int, tuple]:
-        """Return the socket family and address of ``peer`` (host:port), looked up at most every RESOLVE_TTL."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._resolved.get(peer)
-        if cached is not None and cached[0] > now:
-            return cached[1], cached[2]
-        host, _, port = peer.rpartition(":")
-        try:
-            info = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_DGRAM)
-        except (OSError, ValueError) as exc:
-            raise TransportError(f"{peer}: cannot resolve: {exc}") from None
-        family, _, _, _, address = info[0]
-        with self._lock:
-            self._resolved[peer] = (now + RESOLVE_TTL, family, address)
-        return family, address
-
-    def close(self) -> None:
-        """Close the fallback's idle connections."""
-        close = getattr(self.fallback, "close", None)
-        if close is not None:
-            close()
-
-
-class _Refused(TransportError):
-    """The peer's host answered a datagram with ICMP port unreachable: nothing serves UDP there."""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    kind: int
-    datagram: Datagram
-    size: int
-
-
-def _error_of(peer: str, payload: bytes) -> TransportError:
-    """Return the exception an ERROR datagram stands for (Forbidden for status 403)."""
-    try:
-        body = decode(payload)
-        status, error, message = int(body["status"]), str(body["error"]), str(body["message"])  # type: ignore[index]
-    except (ValueError, TypeError, KeyError):
-        return TransportError(f"{peer}: malformed error datagram")
-    kind = Forbidden if status == 403 else TransportError
-    return kind(f"{peer}: {status} {error}: {message}")

@@ -1,9 +1,12 @@
 """The UDP half of a node's gossip server: one datagram in, one datagram out (format: ``udp``).
 
-A daemon thread reads datagrams on the node's port number and hands each to a small
-pool; ``UdpServer.answer`` checks the envelope before decoding, hands the message to the
-same ``Endpoint.handle`` that serves ``POST /gossip``, and signs the reply, or answers
-TOO_BIG (ask again over HTTP) or an ERROR datagram (403 refused, 400 malformed).
+A daemon thread reads datagrams on the node's port number. It answers a read-only
+request (a Summary, a Ping: no write, no wait) itself, and hands the others (a Push
+merges and writes, a Probe waits for a ping) to a small pool: at rest every datagram
+is a Summary, and a thread hand-off costs more CPU than the answer. ``UdpServer.answer``
+checks the envelope before decoding, hands the message to the same ``Endpoint.handle``
+that serves ``POST /gossip``, and signs the reply, or answers TOO_BIG (ask again over
+HTTP) or an ERROR datagram (403 refused, 400 malformed).
 """
 
 from __future__ import annotations
@@ -26,19 +29,24 @@ from .udp import (
     decode,
     encode,
     error_datagram,
+    message_type,
     pack,
     unpack,
 )
+from .wire import PING, SUMMARY
 
 log = logging.getLogger(__name__)
+
+INLINE = frozenset({SUMMARY, PING})
+"""Request types answered on the reading thread: they read the store and never wait."""
 
 class UdpServer:
     """Serves gossip datagrams on ``host:port`` for ``endpoint``: checks, handles, answers.
 
-    A daemon thread reads datagrams and hands each to a pool of ``workers`` threads (a
-    Probe's answer waits up to a timeout); when ``backlog`` datagrams already wait, more
-    are dropped, as a full socket buffer would. ``answer`` is the whole protocol of one
-    datagram, without sockets.
+    A daemon thread reads datagrams, answers read-only ones (``INLINE``) itself and hands
+    the others to a pool of ``workers`` threads (a Probe's answer waits up to a timeout);
+    when ``backlog`` datagrams already wait, more are dropped, as a full socket buffer
+    would. ``answer`` is the whole protocol of one datagram, without sockets.
     """
 
     def __init__(self, endpoint: Endpoint, host: str, port: int, *, max_datagram: int = MAX_DATAGRAM,
@@ -88,14 +96,23 @@ class UdpServer:
                     return
                 log.debug("udp receive failed: %s", exc)
                 continue
+            if _kind_of(data) in INLINE:
+                self._serve(data, source)
+                continue
             if not self._slots.acquire(blocking=False):
                 log.warning("gossip datagram from %s dropped: %d already waiting", source, self.backlog)
                 continue
             try:
-                self._pool.submit(self._serve, data, source)
+                self._pool.submit(self._serve_pooled, data, source)
             except RuntimeError:  # pool shut down under us
                 self._slots.release()
                 return
+
+    def _serve_pooled(self, data: bytes, source: tuple) -> None:
+        try:
+            self._serve(data, source)
+        finally:
+            self._slots.release()
 
     def _serve(self, data: bytes, source: tuple) -> None:
         try:
@@ -106,8 +123,6 @@ class UdpServer:
             log.debug("answer to %s not sent: %s", source, exc)
         except Exception:  # noqa: BLE001 - one datagram never stops the server
             log.exception("gossip datagram from %s failed", source)
-        finally:
-            self._slots.release()
 
     def answer(self, data: bytes) -> bytes | None:
         """Return the datagram answering ``data``, or None when it is to be dropped unanswered."""
@@ -139,3 +154,18 @@ class UdpServer:
             out = pack(KIND_TOO_BIG, rid, {CLUSTER_HEADER: keyring.cluster})
         self.endpoint.served(len(data), len(out))
         return out
+
+
+def _kind_of(data: bytes) -> object:
+    """Return the ``type`` of a request datagram's message without checking or decoding it, or None.
+
+    A cheap look for dispatch only: the message is checked and decoded by ``answer``
+    whichever thread runs it, so a datagram that lies here is refused there all the same.
+    """
+    try:
+        datagram = unpack(data)
+        if datagram.kind != KIND_REQUEST:
+            return None
+        return message_type(datagram.payload)
+    except BadDatagram:
+        return None

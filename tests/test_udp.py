@@ -30,12 +30,12 @@ from node.udp import (
     KIND_REPLY,
     KIND_REQUEST,
     KIND_TOO_BIG,
-    UdpTransport,
     decode,
     encode,
     pack,
     unpack,
 )
+from node.udpclient import UdpTransport
 from node.udpserver import UdpServer
 from node.wire import Summary
 from node.wire import encode as wire_encode
