@@ -66,6 +66,7 @@ class _Batch:
     out: list[Reply | TransportError | None] = field(init=False)
     answers: dict[int, _Answer] = field(default_factory=dict)  # index -> answer datagram
     over_http: list[int] = field(default_factory=list)  # indexes to send over HTTP
+    refused: set[int] = field(default_factory=set)  # indexes whose datagram was refused (ICMP)
 
     def __post_init__(self) -> None:
         self.out = [None] * len(self.requests)
@@ -122,7 +123,8 @@ class UdpTransport:
                 batch.out[i] = self._settle(batch.requests[i], answer)
         for i in sorted(batch.over_http):
             too_big = batch.answers.get(i)
-            batch.out[i] = self._over_http(batch.requests[i], deadline, too_big.size if too_big else 0)
+            batch.out[i] = self._over_http(batch.requests[i], deadline, too_big.size if too_big else 0,
+                                           refused=i in batch.refused)
         return [r if r is not None else TransportError(f"{q.peer}: no answer")
                 for r, q in zip(batch.out, batch.requests, strict=True)]
 
@@ -134,7 +136,8 @@ class UdpTransport:
         try:
             return self._sent(req)
         except _Refused:
-            batch.over_http.append(self._refused(i, req.peer))
+            batch.refused.add(i)
+            batch.over_http.append(i)
         except TransportError as exc:
             batch.out[i] = self._failed(req.peer, exc)
         return None
@@ -154,7 +157,8 @@ class UdpTransport:
                 try:
                     answer = self._received(sock, req)
                 except _Refused:
-                    batch.over_http.append(self._refused(i, req.peer))
+                    batch.refused.add(i)
+                    batch.over_http.append(i)
                 except TransportError as exc:
                     batch.out[i] = self._failed(req.peer, exc)
                 else:
@@ -224,19 +228,20 @@ class UdpTransport:
             return TransportError(f"{req.peer}: reply is not a msgpack map")
         return Reply(body, len(req.datagram), answer.size)
 
-    def _refused(self, i: int, peer: str) -> int:
-        with self._lock:
-            self._no_udp[peer] = time.monotonic() + NO_UDP_TTL
-        log.info("%s refuses gossip datagrams: asking it over HTTP for %gs", peer, NO_UDP_TTL)
-        return i
-
     def _failed(self, peer: str, exc: TransportError) -> TransportError:
         with self._lock:
             self._resolved.pop(peer, None)  # look the name up again next time
         return exc
 
-    def _over_http(self, req: _Request, deadline: float, received: int) -> Reply | TransportError:
-        """Send ``req`` through the fallback in the time left, adding the datagrams' bytes."""
+    def _over_http(self, req: _Request, deadline: float, received: int,
+                   refused: bool = False) -> Reply | TransportError:
+        """Send ``req`` through the fallback in the time left, adding the datagrams' bytes.
+
+        ``refused``: the peer's host refused the datagram. If HTTP then answers, the peer
+        serves no UDP (a node of a version before datagrams) and is asked over HTTP only for
+        ``NO_UDP_TTL``; if HTTP fails too, nothing listens there yet (a node starting), and
+        the next request tries a datagram again.
+        """
         with self._lock:
             self.fallbacks += 1
         left = deadline - time.monotonic()
@@ -247,6 +252,10 @@ class UdpTransport:
             reply = self.fallback.send(req.peer, req.message, left)
         except TransportError as exc:
             return exc
+        if refused:
+            with self._lock:
+                self._no_udp[req.peer] = time.monotonic() + NO_UDP_TTL
+            log.info("%s refuses gossip datagrams but answers HTTP: asking it over HTTP for %gs", req.peer, NO_UDP_TTL)
         return Reply(reply.body, reply.sent + sent, reply.received + received)
 
     def _resolve(self, peer: str) -> tuple[int, tuple]:
