@@ -48,6 +48,8 @@ from .timeline import Timeline, default_path
 LOG_TAIL = 40
 # Nodes launched at once.
 LAUNCH_WORKERS = 8
+START_WAVE = max(8, 4 * (os.cpu_count() or 1))
+"""Nodes started at once by ``Cluster.up``; the next wave waits until they answer /health."""
 _CLUSTER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 
 __all__ = ["Cluster", "Node", "gc", "validate_name", "connect", "is_local", "running_cluster_sizes"]
@@ -136,7 +138,12 @@ class Cluster:
         return False
 
     def up(self) -> Cluster:
-        """Create network and nodes, start them in parallel, wait for /health.
+        """Create network and nodes, start them in waves, wait for /health.
+
+        A wave is ``START_WAVE`` nodes started in parallel; the next starts once they all
+        answer /health. Starting a Python node takes about half a second of CPU: a hundred
+        at once starve the host for a minute, and the nodes that are up meanwhile time out
+        on the others, suspect them and mark them down.
 
         On any failure (or Ctrl-C) everything created so far is removed before the
         error propagates.
@@ -146,9 +153,11 @@ class Cluster:
         try:
             self.deployment = self.backend.create(self.spec)
             seeds = names[:2]
-            with ThreadPoolExecutor(max_workers=LAUNCH_WORKERS) as pool:
-                list(pool.map(lambda n: self._launch(n, [s for s in seeds if s != n]), names))
-            self._wait_healthy(names)
+            for i in range(0, len(names), START_WAVE):
+                wave = names[i:i + START_WAVE]
+                with ThreadPoolExecutor(max_workers=LAUNCH_WORKERS) as pool:
+                    list(pool.map(lambda n: self._launch(n, [s for s in seeds if s != n]), wave))
+                self._wait_healthy(wave)
         except BaseException:
             self.down()
             raise

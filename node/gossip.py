@@ -184,9 +184,10 @@ class Node:
         replies = send_all([(p, wire.encode(s.start(), now)) for p, s in zip(peers, steps, strict=True)],
                            max(0.0, deadline - now))
         done: list[Exchange] = []
-        going_on = []
+        going_on = {}  # index in ``done`` -> the Push step running in the executor
         for peer, step, reply in zip(peers, steps, replies, strict=True):
             result = Exchange(peer, ok=False)
+            done.append(result)
             push: list[wire.Push | None] = [None]
 
             def first(peer=peer, step=step, reply=reply, result=result, push=push) -> None:
@@ -196,16 +197,17 @@ class Node:
                 result.bytes_received += reply.received
                 push[0] = self._push_of(peer, step, reply.body, deadline)
 
-            if self._settled(result, first, final=False) and push[0] is None:
-                self._ended(result)  # converged: the summary's reply ended it
-            if push[0] is None:
-                done.append(result)
-                continue
-            going_on.append((result, self._executor.submit(
-                self._settled, result, partial(self._pushed, peer, step, push[0], deadline, result))))
-        wait([f for _, f in going_on], self.config.timeout + ROUND_SLACK)
-        return done + [r if f.done() else Exchange(r.peer, ok=False, error="still running past the deadline")
-                       for r, f in going_on]
+            if self._settled(result, first, final=False):
+                if push[0] is None:
+                    self._ended(result)  # converged: the summary's reply ended it
+                else:
+                    going_on[len(done) - 1] = self._executor.submit(
+                        self._settled, result, partial(self._pushed, peer, step, push[0], deadline, result))
+        wait(going_on.values(), self.config.timeout + ROUND_SLACK)
+        for i, f in going_on.items():
+            if not f.done():  # it counts itself when it ends
+                done[i] = Exchange(done[i].peer, ok=False, error="still running past the deadline")
+        return done
 
     def exchange(self, peer: str, snap: Snapshot | None = None) -> Exchange:
         """Run one push-pull exchange with ``peer``, offering ``snap`` (default: now's); never raises."""

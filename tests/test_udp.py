@@ -48,11 +48,11 @@ def make(tmp_path):
     """Build nodes served over UDP (and HTTP, for the fallback) on 127.0.0.1; close them all after."""
     made = []
 
-    def node(name: str, serve_udp: bool = True, **overrides):
+    def node(name: str, serve_udp: bool = True, parallel: bool = False, **overrides):
         port = free_port()
         config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}", transport="udp",
                                      db=str(tmp_path / f"{name}.db"), **{"timeout": 1.0, **overrides})
-        n = build_node(config, clock=FakeClock(), parallel=False)
+        n = build_node(config, clock=FakeClock(), parallel=parallel)
         web = waitress.create_server(create_app(node=n), host="127.0.0.1", port=port, threads=2, ident=SERVER_IDENT)
         thread = threading.Thread(target=web.run, daemon=True)
         thread.start()
@@ -209,6 +209,44 @@ def test_lost_datagram_fails_that_exchange_and_the_round_goes_on(make):
     assert a.stats.exchanges_failed == 1 and a.stats.exchanges_ok == 1
     assert "10.0.4.1:80" in b.listing()
     assert a.last_round.failures == 1
+
+
+def test_round_sends_its_summaries_at_once_and_each_exchange_ends_on_its_own(make):
+    """A node's round (parallel: ``UdpTransport.send_all``): a silent peer fails its exchange only,
+    an exchange that needs a push completes it, a converged one ends with the summary's reply."""
+    a = make("a", parallel=True, timeout=0.5)
+    b, c = make("b"), make("c")
+    for n in (a, b, c):
+        n.renew_self()  # each node's own entry, as its first round writes it
+    a.register("10.0.7.1:80", "on-a")
+    c.register("10.0.7.2:80", "on-c")
+    a.exchange(b.address)  # a and b converged beforehand
+    black_hole = Peer(lambda req: [])
+
+    try:
+        done = a.run_round(peers=[b.address, black_hole.address, c.address])
+    finally:
+        black_hole.close()
+
+    assert [e.peer for e in done] == [b.address, black_hole.address, c.address]
+    assert [e.ok for e in done] == [True, False, True], [e.error for e in done]
+    assert "no reply by the deadline" in done[1].error
+    assert (done[0].sent, done[0].received) == (0, 0)
+    assert (done[2].sent, done[2].received) == (3, 2)  # on-a, a and b to c; on-c and c to a
+    assert {"10.0.7.1:80", "10.0.7.2:80"} <= a.listing().keys() and "10.0.7.1:80" in c.listing()
+    assert a.stats.exchanges_ok == 2 + 1 and a.stats.exchanges_failed == 1  # the one before the round counts
+    assert a.stats.bytes_sent == b.stats.bytes_received + c.stats.bytes_received + done[1].bytes_sent
+
+
+def test_send_all_returns_each_reply_in_request_order():
+    late = Peer(lambda req: [(0.2, reply_to(req, {"v": 1, "who": "late"}))])
+    soon = Peer(lambda req: [(0, reply_to(req, {"v": 1, "who": "soon"}))])
+    try:
+        replies = UdpTransport().send_all([(late.address, SUMMARY), (soon.address, SUMMARY)], 2.0)
+    finally:
+        late.close()
+        soon.close()
+    assert [r.body["who"] for r in replies] == ["late", "soon"]
 
 
 # -- the envelope ----------------------------------------------------------------------------------
