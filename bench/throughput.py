@@ -6,7 +6,9 @@ For each table size N (default 100 and 10,000):
 
 - the node is filled through the API (N registrations, one after another, bounded in
   time), so it holds N + 1 entries (N + itself);
-- list: GET /registry/list (the whole table, no filter);
+- list: GET /registry/list (the whole table, no filter), as it is (no Accept-Encoding);
+- list-gzip: the same with ``Accept-Encoding: gzip``, as real clients send it (requests,
+  browsers, curl --compressed): the node answers a gzip body (both sizes are printed);
 - renew: POST /registry/register_instance cycling over the N registered addresses (200);
 - register: the same POST with a new address every request, on a fresh node started from
   a copy of the filled node's SQLite file (its own self-entry removed), so every run starts
@@ -81,6 +83,9 @@ done = function(summary, latency, requests)
 end
 """
 LUA_GET = LUA_DONE
+LUA_GZIP = """
+wrk.headers["Accept-Encoding"] = "gzip"
+""" + LUA_DONE
 # A new address per request: 10.x.y.z:port from a counter (one wrk thread, so unique); the
 # filled addresses are 10.200.*.*:80, which the counter reaches only after 13 million requests.
 LUA_REGISTER = """
@@ -106,7 +111,7 @@ request = function()
 end
 """ + LUA_DONE
 
-KINDS = ("noop", "list", "renew", "register")  # in the order each repeat runs them
+KINDS = ("noop", "list", "list-gzip", "renew", "register")  # in the order each repeat runs them
 
 
 def filled_address(i: int) -> str:
@@ -143,6 +148,15 @@ def template(node: NodeProcess, path: Path) -> Path:
         src.close()
         dst.close()
     return path
+
+
+def body_sizes(url: str) -> str:
+    """Say how large the listing's body is as it is and gzip-encoded, as the two list runs receive it."""
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=30)
+    packed = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=30, stream=True)
+    raw = packed.raw.read(decode_content=False)
+    encoding = packed.headers.get("Content-Encoding", "identity")
+    return f"body {len(plain.content):,} bytes; with Accept-Encoding: gzip, {len(raw):,} bytes {encoding}"
 
 
 def entries(node: NodeProcess) -> int:
@@ -198,7 +212,7 @@ class Bench:
             target, path = fresh, "/registry/register_instance"
         elif kind == "noop":
             target, path = self.noop, NOOP_PATH
-        elif kind == "list":
+        elif kind in ("list", "list-gzip"):
             target, path = self.node, "/registry/list"
         else:
             target, path = self.node, "/registry/register_instance"
@@ -217,15 +231,17 @@ class Bench:
             took = fill(self.node, self.size)
             self.template = template(self.node, self.tmp / f"template-{self.size}.db")
             self.listed = len(self.node.get("/registry/list", timeout=30))
-            print(f"size {self.size}: filled in {took:.1f} s, the node lists {self.listed} entries", flush=True)
-            for kind in ("noop", "list", "renew"):  # warm-up: imports, first-request paths, connections
+            self.bodies = body_sizes(self.node.url + "/registry/list")
+            print(f"size {self.size}: filled in {took:.1f} s, the node lists {self.listed} entries "
+                  f"({self.bodies})", flush=True)
+            for kind in ("noop", "list", "list-gzip", "renew"):  # warm-up: imports, first-request paths, connections
                 self.run(kind, levels[0], 1)
             for rep in range(repeats):
                 for c in levels:
                     for kind in KINDS:
                         r = self.run(kind, c, seconds)
                         results[(kind, c)].append(r)
-                        print(f"  size {self.size} repeat {rep + 1} c={c:<3} {kind:<8} {r['rps']:8.0f} req/s"
+                        print(f"  size {self.size} repeat {rep + 1} c={c:<3} {kind:<9} {r['rps']:8.0f} req/s"
                               f"  p50 {r['p50_us'] / 1000:6.1f} ms  p99 {r['p99_us'] / 1000:6.1f} ms"
                               f"  errors {r['errors']}  server CPU {r['server_cpu']:.2f}"
                               f"  wrk CPU {r['gen_cpu']:.2f}  entries {r['entries_after']}", flush=True)
@@ -236,9 +252,10 @@ def print_table(bench: Bench, results: dict[tuple[str, int], list[dict]], levels
     """Medians per endpoint and concurrency, beside the no-op ceiling."""
     med = statistics.median
     print()
-    print(f"size {bench.size}: list holds {bench.listed} entries; renew cycles over {bench.size} addresses; "
+    print(f"size {bench.size}: list holds {bench.listed} entries ({bench.bodies});")
+    print(f"renew cycles over {bench.size} addresses; "
           f"register sends a new address every request to a fresh node holding {bench.size} entries")
-    print(f"{'endpoint':<10}{'conc':>5}{'req/s':>9}{'/ no-op':>9}{'paired':>8}{'p50 ms':>8}{'p99 ms':>8}"
+    print(f"{'endpoint':<11}{'conc':>5}{'req/s':>9}{'/ no-op':>9}{'paired':>8}{'p50 ms':>8}{'p99 ms':>8}"
           f"{'errors':>8}{'node CPU':>10}{'wrk CPU':>9}")
     for c in levels:
         ceiling = med([r["rps"] for r in results[("noop", c)]])
@@ -246,7 +263,7 @@ def print_table(bench: Bench, results: dict[tuple[str, int], list[dict]], levels
             rs = results[(kind, c)]
             rps, p50, p99 = (med([r[k] for r in rs]) for k in ("rps", "p50_us", "p99_us"))
             paired = med([r["rps"] / n["rps"] for r, n in zip(rs, results[("noop", c)], strict=True)])
-            print(f"{kind:<10}{c:>5}{rps:>9.0f}{rps / ceiling:>9.2f}{paired:>8.2f}{p50 / 1000:>8.1f}"
+            print(f"{kind:<11}{c:>5}{rps:>9.0f}{rps / ceiling:>9.2f}{paired:>8.2f}{p50 / 1000:>8.1f}"
                   f"{p99 / 1000:>8.1f}{sum(r['errors'] for r in rs):>8}"
                   f"{med([r['server_cpu'] for r in rs]):>10.2f}{med([r['gen_cpu'] for r in rs]):>9.2f}")
     reg_entries = [r["entries_after"] for c in levels for r in results[("register", c)]]
@@ -269,8 +286,8 @@ def main() -> None:
     done: list[tuple[Bench, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
-            scripts = {"noop": LUA_GET, "list": LUA_GET, "renew": LUA_RENEW.replace("SIZE", str(size)),
-                       "register": LUA_REGISTER}
+            scripts = {"noop": LUA_GET, "list": LUA_GET, "list-gzip": LUA_GZIP,
+                       "renew": LUA_RENEW.replace("SIZE", str(size)), "register": LUA_REGISTER}
             paths = {kind: f"{tmp}/{kind}-{size}.lua" for kind in KINDS}
             for kind, path in paths.items():
                 Path(path).write_text(scripts[kind])

@@ -156,6 +156,13 @@ def register_operation(operation_id: str) -> dict:
     }
 
 
+LIST_HEADERS = {
+    "X-Registry-Index": {"description": "the node's state index of this answer",
+                         "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "ETag": {"description": "strong tag of this listing's bytes (another for its gzip encoding)",
+             "schema": {"type": "string", "pattern": '^"[0-9a-f]+(-gzip)?"$'}},
+}
+
 ADMIN_OFF = error(403, "The node was started without --enable-admin (every /admin/ path answers 403).")
 
 PATHS: dict[str, dict] = {
@@ -171,11 +178,16 @@ PATHS: dict[str, dict] = {
              "description": "hold until the node's index differs from this one"},
             {"name": "wait", "in": "query", "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(ms|s|m|h)?$"},
              "description": "longest hold of a watch: 500ms, 30s, 1m, or seconds (default 30 s, at most 5 min)"},
+            {"name": "If-None-Match", "in": "header", "schema": STR,
+             "description": "ETags of listings the client holds: 304 when the one it would get is among them"},
         ],
         "responses": {
-            "200": {**ok("Instances in address order.", {"type": "object", "additionalProperties": ref("Instance")}),
-                    "headers": {"X-Registry-Index": {"description": "the node's state index of this answer",
-                                                     "schema": {"type": "string", "pattern": "^[0-9]+$"}}}},
+            "200": {**ok("Instances in address order; gzip-encoded (Content-Encoding: gzip) for a client that "
+                         "accepts gzip, unless the body is under 1 KiB.",
+                         {"type": "object", "additionalProperties": ref("Instance")}),
+                    "headers": LIST_HEADERS},
+            "304": {"description": "The listing has the ETag named in If-None-Match: no body.",
+                    "headers": LIST_HEADERS},
             "400": error(400, "status is neither healthy nor expired, or index or wait is malformed."),
             "429": ok("Every watch slot of the node is held (at most half its threads); retry after Retry-After.",
                       obj({"error": {"type": "string", "enum": ["too_many_watches"]}, "message": {"type": "string"}},

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-import sqlite3
-
 from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
-from werkzeug.exceptions import HTTPException
 
 from . import admin, ops, registry
 from .bodylimit import BodyLimit
 from .clock import Clock
 from .config import TEST, Config
+from .fastregister import RegisterEndpoint
 from .gossip import Node, lease_of
 from .store import SqliteStore, Store
 from .transport import GOSSIP_PATH, GossipEndpoint, HttpTransport, Transport
 from .udpclient import UdpTransport
-from .versions import VersionsExhausted
 from .watch import Watches
-
-log = logging.getLogger(__name__)
+from .web import error_answer
 
 
 class _InsertionOrderJSON(DefaultJSONProvider):
@@ -66,34 +61,19 @@ def create_app(config: Config | None = None, *, node: Node | None = None) -> Fla
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin.bp)
     app.extensions["sd_metrics"] = ops.metrics_registry(node)
-    # Peers' messages skip Flask: see GossipEndpoint.
+    # Registrations and peers' messages skip Flask: see RegisterEndpoint and GossipEndpoint.
+    app.wsgi_app = RegisterEndpoint(app.wsgi_app, node)  # type: ignore[method-assign]
     app.wsgi_app = GossipEndpoint(app.wsgi_app, node, node.config.max_gossip_body)  # type: ignore[method-assign]
     # Outermost: an oversized body is refused before the gossip endpoint or Flask looks at it.
     app.wsgi_app = BodyLimit(  # type: ignore[method-assign]
         app.wsgi_app, node.config.max_body, {GOSSIP_PATH: node.config.max_gossip_body})
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description)
-        # The exception's own headers but its HTML Content-Type: a 405 names the methods in Allow.
-        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
-        return response, exc.code
-
-    @app.errorhandler(VersionsExhausted)
-    def versions_exhausted(exc: VersionsExhausted):
-        log.error("write refused: %s", exc)
-        return jsonify(error="versions_exhausted", message=str(exc)), 503
-
-    @app.errorhandler(sqlite3.Error)
-    def store_failed(exc: sqlite3.Error):
-        # Requests read an in-memory snapshot: a database error is a write that was not
-        # committed (disk full, I/O error), and nothing was stored. /health reports it.
-        log.error("write failed: %s: %s", type(exc).__name__, exc)
-        return jsonify(error="store_unavailable", message=f"the write was not stored: {exc}"), 503
-
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
-        log.exception("unhandled error")
-        return jsonify(error="internal_error", message=f"{type(exc).__name__}: {exc}"), 500
+    def json_error(exc: Exception):
+        """Every error leaves as the API's JSON body (``web.error_answer``), never a traceback."""
+        status, body, headers = error_answer(exc)
+        response = jsonify(body)
+        response.headers.extend(headers)
+        return response, status
 
     return app

@@ -1,23 +1,24 @@
 """Client API: list, register, deregister, digest, perform_update (JSON in and out).
 
 ``GET /registry/list`` answers from bytes serialized once per snapshot and status
-window: a listing depends only on the snapshot and on each entry's status, and every
-status stays put between the edges ``protocol.status_window`` names, so the bytes
-built at one reading serve every reading of the same snapshot inside that window, and
-a reading outside it (an entry expired or went) rebuilds them. Filtered listings are
-cached beside it, a few per window.
+window (``listing``): gzip-encoded when the client accepts it, tagged with a strong
+ETag, and 304 Not Modified to a client whose ``If-None-Match`` names the tag it would get.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from io import BytesIO
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
+from werkzeug.http import parse_accept_header
+from werkzeug.wsgi import wrap_file
 
 from . import protocol, watch
 from .addresses import AddressError, canonical
+from .gossip import Node
+from .listing import Body, build_listing
 from .protocol import Entry, Lease
-from .snapshot import Snapshot
 from .validation import app_name_problem
 from .web import get_node, read_json
 
@@ -26,13 +27,11 @@ bp = Blueprint("registry", __name__, url_prefix="/registry")
 legacy_bp = Blueprint("register", __name__, url_prefix="/register")
 
 STATUSES = (protocol.HEALTHY, protocol.EXPIRED)
-FILTERED_CACHED = 32
-"""Filtered listings kept per listing (distinct app_name/status queries); more empty the cache."""
 
 
-def entry_view(entry: Entry, now: float) -> dict:
-    """Return the client-facing JSON of one entry."""
-    lease = get_node().lease
+def entry_view(entry: Entry, now: float, lease: Lease | None = None) -> dict:
+    """Return the client-facing JSON of one entry (``lease``: the served node's when not given)."""
+    lease = lease or get_node().lease
     return {
         "app_name": entry.app_name,
         "last_update": entry.last_update,
@@ -79,7 +78,8 @@ def field_app_name(body: dict) -> str:
     return name
 
 
-def field_last_update(body: dict) -> int | None:
+def field_last_update(body: dict, node: Node | None = None) -> int | None:
+    """Return the body's last_update as an integer (None when absent), or abort with 400."""
     value = body.get("last_update")
     if value is None:
         return None
@@ -89,62 +89,19 @@ def field_last_update(body: dict) -> int | None:
         abort(400, "last_update must not be negative")
     if value > protocol.MAX_INT:  # before any arithmetic: a huge integer overflows a float
         abort(400, f"last_update must be at most {protocol.MAX_INT}")
-    node = get_node()
+    node = node or get_node()
     ahead = value - node.clock.wall()
     if ahead > node.config.max_future:
         abort(400, f"last_update is {ahead:.0f} s ahead of this node's clock (limit {node.config.max_future:.0f} s)")
     return int(value)
 
 
-@dataclass
-class Listing:
-    """The client listing of one snapshot over one status window, with its JSON bytes."""
-
-    views: dict[str, dict]  # address -> the entry's client view, in address order (read-only)
-    body: bytes  # ``views`` as jsonify writes it
-    # (app_name, status) filter -> the JSON bytes of the listing it selects
-    filtered: dict[tuple[str | None, str | None], bytes] = field(default_factory=dict)
-
-    def select(self, app_name: str | None, status: str | None) -> bytes:
-        """Return the JSON bytes of the entries with this app_name and status (None: any)."""
-        if app_name is None and status is None:
-            return self.body
-        key = (app_name, status)
-        body = self.filtered.get(key)
-        if body is None:
-            out = {
-                a: v for a, v in self.views.items()
-                if (app_name is None or v["app_name"] == app_name) and (status is None or v["status"] == status)
-            }
-            if len(self.filtered) >= FILTERED_CACHED:
-                self.filtered.clear()
-            body = self.filtered[key] = jsonify(out).get_data()
-        return body
-
-
-def build_listing(snap: Snapshot, now: float, lease: Lease) -> tuple[Listing, float, float]:
-    """Return the listing of ``snap`` at ``now`` and the window ``[since, until)`` over which it holds."""
-    views: dict[str, dict] = {}  # in address order, as the JSON lists them
-    since, until = float("-inf"), float("inf")
-    entries = snap.entries
-    for address in sorted(entries):
-        e = entries[address]
-        if e.deleted:  # tombstones are never listed, whatever the instant
-            continue
-        lo, hi = protocol.status_window(e, now, lease)
-        since, until = max(since, lo), min(until, hi)
-        status = e.status(now, lease)
-        if status != protocol.GONE:
-            views[address] = {"app_name": e.app_name, "last_update": e.last_update, "status": status,
-                              "version": e.version}
-    return Listing(views, jsonify(views).get_data()), since, until
-
-
 @bp.get("/list")
 def list_instances():
     """List registered instances keyed by address; filters: app_name, status; a watch with index and wait.
 
-    Every answer carries the state's index in X-Registry-Index (see ``watch``).
+    Every answer carries the state's index in X-Registry-Index (see ``watch``) and the
+    body's ETag; the body is gzip-encoded for a client that accepts it.
     """
     node = get_node()
     app_name = request.args.get("app_name")
@@ -154,21 +111,59 @@ def list_instances():
     snap = watch.snapshot_for(request.args, node.store, current_app.extensions["sd_watches"])
     now = node.clock.now()
     listing = snap.derived("registry.list", now, lambda: build_listing(snap, now, node.lease))
-    body = listing.select(app_name, status)
-    return Response(body, mimetype=current_app.json.mimetype,  # type: ignore[attr-defined]
-                    headers={watch.INDEX_HEADER: str(snap.generation)})
+    return body_response(listing.select(app_name, status), {watch.INDEX_HEADER: str(snap.generation)})
+
+
+def body_response(body: Body, headers: dict[str, str]) -> Response:
+    """Answer with ``body``: gzip-encoded if the client accepts gzip, 304 if it holds this representation already.
+
+    The bytes are handed to the server as a file (``wsgi.file_wrapper``), which sends
+    them from the cached buffer instead of copying them into its own.
+    """
+    environ = request.environ
+    encoded = body.compressible and accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+    etag = body.gzip_etag if encoded else body.etag
+    headers = {**headers, "Vary": "Accept-Encoding", "ETag": f'"{etag}"'}
+    # RFC 9110: If-None-Match compares weakly (W/"x" matches "x"); * matches any listing.
+    if "HTTP_IF_NONE_MATCH" in environ and request.if_none_match.contains_weak(etag):
+        return Response(status=304, headers=headers)
+    data = body.gzipped() if encoded else body.data
+    if encoded:
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Length"] = str(len(data))
+    return Response(wrap_file(request.environ, BytesIO(data)), headers=headers, direct_passthrough=True,
+                    mimetype=current_app.json.mimetype)  # type: ignore[attr-defined]
 
 
 @bp.post("/register_instance")
 @legacy_bp.post("/register_instance")
 def register_instance():
-    """Register or renew an instance (a heartbeat); last_update is stamped when absent."""
-    body = json_body()
-    address, app_name, last_update = field_address(body), field_app_name(body), field_last_update(body)
-    node = get_node()
+    """Register or renew an instance (a heartbeat); last_update is stamped when absent.
+
+    Served ahead of Flask by ``fastregister.RegisterEndpoint``, through ``register_from``
+    as here: this view answers only in an app built without that middleware.
+    """
+    view, status = register_from(read_json(), get_node())
+    return jsonify(view), status
+
+
+@functools.lru_cache(maxsize=64)
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Tell whether an Accept-Encoding header value accepts gzip (quality above 0; clients send few distinct values)."""
+    return "gzip" in accept_encoding and parse_accept_header(accept_encoding)["gzip"] > 0
+
+
+def register_from(body: object, node: Node) -> tuple[dict, int]:
+    """Register or renew as the parsed request ``body`` asks; return the answer's JSON and status.
+
+    Aborts with 400 or 403 (nothing written) on a body a client must correct.
+    """
+    if not isinstance(body, dict):
+        abort(400, "body must be a JSON object")
+    address, app_name, last_update = field_address(body), field_app_name(body), field_last_update(body, node)
     written = node.register(address, app_name, last_update)
-    view = {"address": address, **entry_view(written.entry, node.clock.now())}
-    return jsonify(view), 201 if written.created else 200
+    view = {"address": address, **entry_view(written.entry, node.clock.now(), node.lease)}
+    return view, 201 if written.created else 200
 
 
 @bp.post("/deregister_instance")

@@ -5,6 +5,13 @@ Writes are serialized by one lock per store and applied to SQLite in a single
 either fully stored (and survives ``kill -9``: WAL with synchronous=NORMAL loses nothing
 on a process crash) or not at all. Readers take the current immutable snapshot without
 locking, so requests and the gossip loop never wait on each other to read.
+
+Local writes (registrations, renewals, deregistrations) are group-committed: a writer
+queues its write, and whichever writer finds no batch in progress takes every queued
+write and stores them in one transaction, in queue order, each versioned as if written
+alone. Every writer of the batch returns only after that transaction has committed, so
+an acknowledged write is as durable as before; a batch whose commit fails stores none of
+its writes and each of their writers gets the error.
 """
 
 from __future__ import annotations
@@ -41,6 +48,21 @@ class Written:
     created: bool
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One local write waiting in a group commit, then its outcome."""
+
+    address: str
+    now: float
+    wall: int
+    origin: str
+    app_name: str
+    deleted: bool
+    written: Written | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
 class Store:
     """Entries of one node plus its Lamport clock; this base class keeps them in memory."""
 
@@ -51,6 +73,11 @@ class Store:
         self.write_error: str | None = None
         """Why the last write failed to be stored, or None when it was stored (read by /health)."""
         self._changed = threading.Condition()  # notified whenever a new snapshot is installed
+        # Group commit (see the module's docstring): local writes waiting for a batch, and
+        # whether a writer is storing one; both guarded by ``_queued``.
+        self._queued = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._committing = False
 
     # -- reading ---------------------------------------------------------------------
 
@@ -82,19 +109,65 @@ class Store:
     def write_local(
         self, address: str, now: float, wall: int, origin: str, *, app_name: str | None = None, deleted: bool = False
     ) -> Written:
-        """Record a write accepted here (register/renew, or deregister when ``deleted``)."""
+        """Record a write accepted here (register/renew, or deregister when ``deleted``); return once it is stored.
+
+        Concurrent calls share one transaction (group commit); each is answered as if alone.
+        """
+        mine = _Pending(address, now, wall, origin, app_name or "", deleted)
+        with self._queued:
+            self._queue.append(mine)
+            while self._committing and not mine.done:
+                self._queued.wait()
+            batch: list[_Pending] = []
+            if not mine.done:  # no batch in progress: this writer stores every queued write
+                batch, self._queue, self._committing = self._queue, [], True
+        if batch:
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # noqa: BLE001 - a bug here must not leave writers waiting
+                for p in batch:
+                    if p.error is None:
+                        p.written, p.error = None, exc
+            finally:
+                with self._queued:
+                    for p in batch:
+                        p.done = True
+                    self._committing = False
+                    self._queued.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.written is not None
+        return mine.written
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Store the local writes of ``batch`` in one transaction, each versioned after the ones before it."""
         with self._lock:
             snap = self._snap
-            current = self.get(address, now)
-            if deleted:
-                entry = protocol.deregister(current, snap.clock, address=address, origin=origin, wall=wall, now=now)
-            else:
-                entry = protocol.register(
-                    current, snap.clock, address=address, app_name=app_name or "", last_update=wall,
-                    origin=origin, now=now,
-                )
-            self._install(snap, [entry], [], now, round_=-1)
-            return Written(entry, current is None or current.deleted)
+            clock, now = snap.clock, max(p.now for p in batch)
+            batched: dict[str, Entry] = {}  # address -> the entry this batch writes for it (the last)
+            for p in batch:
+                current = batched[p.address] if p.address in batched else self.get(p.address, p.now)
+                try:
+                    if p.deleted:
+                        entry = protocol.deregister(current, clock, address=p.address, origin=p.origin,
+                                                    wall=p.wall, now=p.now)
+                    else:
+                        entry = protocol.register(current, clock, address=p.address, app_name=p.app_name,
+                                                  last_update=p.wall, origin=p.origin, now=p.now)
+                except Exception as exc:  # noqa: BLE001 - VersionsExhausted: this write only is refused
+                    p.error = exc
+                    continue
+                clock = max(clock, entry.version)
+                batched[p.address] = entry
+                p.written = Written(entry, current is None or current.deleted)
+            if batched:
+                try:
+                    self._install(snap, list(batched.values()), [], now, round_=-1)
+                except BaseException as exc:
+                    for p in batch:
+                        if p.written is not None:
+                            p.written, p.error = None, exc
+                    raise
 
     def apply(self, incoming: Iterable[Entry], now: float, round_: int = -1) -> list[Entry]:
         """Merge entries received by gossip; return those that changed this store."""

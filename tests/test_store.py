@@ -397,3 +397,114 @@ def test_sqlite_keeps_every_acknowledged_write_after_kill_9(tmp_path):
     missing = [i for i in acknowledged if f"host-{i}:80" not in entries]
     assert missing == []
     assert entries[f"host-{acknowledged[-1]}:80"].version == acknowledged[-1] + 1
+
+
+# -- group commit ---------------------------------------------------------------------------
+
+
+def test_writes_queued_behind_a_commit_share_the_next_one_and_all_fail_with_it(tmp_path, monkeypatch):
+    """A batch whose commit fails stores none of its writes; each of its writers gets the error."""
+    import sqlite3
+    import time
+
+    s = SqliteStore(str(tmp_path / "g.db"), LEASE)
+    commits: list[list[str]] = []
+    real = s._persist
+
+    def persist(rows, deletes, clock):
+        commits.append([e.address for e, _ in rows])
+        if len(commits) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(rows, deletes, clock)
+
+    monkeypatch.setattr(s, "_persist", persist)
+    outcome: dict[str, object] = {}
+
+    def write(address: str) -> None:
+        try:
+            outcome[address] = s.write_local(address, T0, int(T0), ME, app_name="web").entry.version
+        except sqlite3.Error as exc:
+            outcome[address] = exc
+
+    with s._lock:  # the first writer waits here holding its batch; the next two queue behind it
+        first = threading.Thread(target=write, args=("a:1",))
+        first.start()
+        deadline = time.monotonic() + 10
+        while not s._committing and time.monotonic() < deadline:
+            time.sleep(0.001)
+        others = [threading.Thread(target=write, args=(a,)) for a in ("b:1", "c:1")]
+        for t in others:
+            t.start()
+        while len(s._queue) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    for t in [first, *others]:
+        t.join(10)
+
+    assert commits[0] == ["a:1"] and sorted(commits[1]) == ["b:1", "c:1"]
+    assert outcome["a:1"] == 1
+    assert all(isinstance(outcome[a], sqlite3.OperationalError) for a in ("b:1", "c:1"))
+    assert set(s.snapshot().entries) == {"a:1"}
+    assert s.write_local("d:1", T0, int(T0), ME, app_name="web").entry.version == 2
+    s.close()
+    s = SqliteStore(str(tmp_path / "g.db"), LEASE)
+    assert set(s.snapshot().entries) == {"a:1", "d:1"}
+    s.close()
+
+
+def test_a_batch_versions_each_write_as_if_alone(store):
+    """Renewals of one address in one batch each get a higher version; the last one is stored."""
+    threads = [threading.Thread(target=store.write_local, args=("a:1", T0, int(T0) + i, ME),
+                                kwargs={"app_name": f"app{i}"}) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    entry = store.snapshot().entries["a:1"]
+    assert entry.version == 16 == store.snapshot().clock
+
+
+KILL_THREADS_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    from node.protocol import Lease
+    from node.store import SqliteStore
+
+    store = SqliteStore(sys.argv[1], Lease(6.0, 6.0, 60.0))
+    out = threading.Lock()
+
+    def writer(k):
+        for i in range(100000):
+            store.write_local(f"host-{k}-{i}:80", 1.0e9, 1000000000, "n1:5000", app_name="web")
+            with out:
+                print(f"ok {k}-{i}", flush=True)
+
+    for k in range(8):
+        threading.Thread(target=writer, args=(k,)).start()
+""")
+
+
+def test_concurrent_acknowledged_writes_all_survive_kill_9(tmp_path):
+    """Eight writers sharing commits: every write acknowledged before kill -9 is there after reopening."""
+    path = str(tmp_path / "kt.db")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_THREADS_SCRIPT, path],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    acknowledged = []
+    try:
+        for line in proc.stdout:
+            acknowledged.append(line.split()[1])
+            if len(acknowledged) == 800:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert len(acknowledged) == 800, proc.stderr.read()
+
+    s = SqliteStore(path, LEASE)
+    entries = s.snapshot().entries
+    s.close()
+    assert [a for a in acknowledged if f"host-{a}:80" not in entries] == []
+    versions = [e.version for e in entries.values()]
+    assert len(set(versions)) == len(versions)  # each write its own Lamport version, batched or not
