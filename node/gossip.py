@@ -30,6 +30,7 @@ from .keyring import Keyring, parse_keys
 from .liveness import Detector
 from .membership import NEW_PEER_LIMIT, Members, admit, select_targets
 from .protocol import NODE_APP, Entry, Lease
+from .rumor import Rumors
 from .snapshot import Snapshot
 from .stats import Exchange as Exchange  # re-exported: the outcome of ``Node.exchange``
 from .stats import Stats
@@ -90,17 +91,22 @@ class Node:
         self.started_at: float | None = None  # when the loop started (lease clock); None: not started
         self.last_round: RoundDone | None = None
         self.screen = validation.Screen(self.stats.refuse)  # drops and counts entries no client could write
+        self.rumors = Rumors(self, parallel)  # eager push of what changes the store (``rumor``)
 
     # -- local writes ------------------------------------------------------------------
 
     def register(self, address: str, app_name: str, last_update: int | None = None) -> Written:
         """Register or renew an instance here."""
         wall = int(self.clock.wall()) if last_update is None else int(last_update)
-        return self.store.write_local(address, self.clock.now(), wall, self.address, app_name=app_name)
+        written = self.store.write_local(address, self.clock.now(), wall, self.address, app_name=app_name)
+        self.rumors.spread([written.entry])
+        return written
 
     def deregister(self, address: str) -> Written:
         """Delete an instance everywhere by writing a tombstone here."""
-        return self.store.write_local(address, self.clock.now(), int(self.clock.wall()), self.address, deleted=True)
+        written = self.store.write_local(address, self.clock.now(), int(self.clock.wall()), self.address, deleted=True)
+        self.rumors.spread([written.entry])
+        return written
 
     def renew_self(self) -> None:
         """Register this node when its entry is missing, of another app, or deleted.
@@ -297,12 +303,13 @@ class Node:
         result.sent = len(push.entries)
         pulled = steps.on_push_reply(wire.decode_push_reply(body, self.clock.now()))
         self._on_time(peer, deadline)  # after decoding, before anything is merged
-        result.received = len(self.merge(pulled))
+        result.received = len(self.merge(pulled, peer))
 
-    def merge(self, entries: Iterable[Entry]) -> list[Entry]:
-        """Merge entries gossip brought into the store; return those that changed it.
+    def merge(self, entries: Iterable[Entry], source: str | None = None) -> list[Entry]:
+        """Merge entries gossip brought (from ``source``) into the store; return those that changed it.
 
-        A change to this node's own entry (a tombstone: marked down) is refuted at once.
+        A change to this node's own entry (a tombstone: marked down) is refuted at once;
+        the others are pushed on to other peers (``rumor``).
         """
         entries, refused = admit(self.screen(entries), self.store.snapshot().entries, self.address,
                                  self.config.max_new_peers)
@@ -312,6 +319,7 @@ class Node:
         changed = self.store.apply(self._within_reach(entries), self.clock.now(), self.stats.rounds)
         if any(e.address == self.address for e in changed):
             self.renew_self()
+        self.rumors.spread([e for e in changed if e.address != self.address], source)
         return changed
 
     def _within_reach(self, entries: Iterable[Entry]) -> list[Entry]:
@@ -334,11 +342,13 @@ class Node:
         request = wire.decode_request(message, now)
         if isinstance(request, (wire.Ping, wire.Probe)):
             return wire.encode(self.detector.answer(request), now)
+        if type(request) is wire.Rumor:
+            return wire.encode(self.rumors.receive(request), now)
         if type(request) is wire.Push and request.entries:  # before ``news``: a bad entry must not shadow a good one
             request = dataclasses.replace(request, entries=self.screen(request.entries))
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
-            self.stats.add(merges_applied=len(self.merge(news)))
+            self.stats.add(merges_applied=len(self.merge(news, request.sender)))
         sender = self.store.get(request.sender, now)
         if sender is not None and sender.app_name == NODE_APP and not sender.deleted:
             self.members.vouch(request.sender)  # a known node that reached this one
@@ -373,6 +383,7 @@ class Node:
         for pool in (self._executor, self._probes):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
+        self.rumors.close()
 
     def _loop(self) -> None:
         interval = self.config.interval
