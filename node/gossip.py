@@ -23,14 +23,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 
-from . import handshake, validation, versions, wire
+from . import handshake, rumor, validation, versions, wire
 from .clock import Clock
 from .config import Config
 from .keyring import Keyring, parse_keys
 from .liveness import Detector
 from .membership import NEW_PEER_LIMIT, Members, admit, select_targets
 from .protocol import NODE_APP, Entry, Lease
-from .rumor import Rumors
 from .snapshot import Snapshot
 from .stats import Exchange as Exchange  # re-exported: the outcome of ``Node.exchange``
 from .stats import Stats
@@ -91,22 +90,18 @@ class Node:
         self.started_at: float | None = None  # when the loop started (lease clock); None: not started
         self.last_round: RoundDone | None = None
         self.screen = validation.Screen(self.stats.refuse)  # drops and counts entries no client could write
-        self.rumors = Rumors(self, parallel)  # eager push of what changes the store (``rumor``)
+        self.rumors = rumor.Rumors(self, parallel)  # pushes what changes the store at once (``rumor``)
 
     # -- local writes ------------------------------------------------------------------
 
     def register(self, address: str, app_name: str, last_update: int | None = None) -> Written:
         """Register or renew an instance here."""
         wall = int(self.clock.wall()) if last_update is None else int(last_update)
-        written = self.store.write_local(address, self.clock.now(), wall, self.address, app_name=app_name)
-        self.rumors.spread([written.entry])
-        return written
+        return self.rumors.write_local(address, wall, app_name=app_name)
 
     def deregister(self, address: str) -> Written:
         """Delete an instance everywhere by writing a tombstone here."""
-        written = self.store.write_local(address, self.clock.now(), int(self.clock.wall()), self.address, deleted=True)
-        self.rumors.spread([written.entry])
-        return written
+        return self.rumors.write_local(address, int(self.clock.wall()), deleted=True)
 
     def renew_self(self) -> None:
         """Register this node when its entry is missing, of another app, or deleted.
@@ -306,10 +301,9 @@ class Node:
         result.received = len(self.merge(pulled, peer))
 
     def merge(self, entries: Iterable[Entry], source: str | None = None) -> list[Entry]:
-        """Merge entries gossip brought (from ``source``) into the store; return those that changed it.
+        """Merge entries gossip brought from ``source``; return those that changed the store (pushed on: ``rumor``).
 
-        A change to this node's own entry (a tombstone: marked down) is refuted at once;
-        the others are pushed on to other peers (``rumor``).
+        A change to this node's own entry (a tombstone: marked down) is refuted at once.
         """
         entries, refused = admit(self.screen(entries), self.store.snapshot().entries, self.address,
                                  self.config.max_new_peers)
@@ -319,8 +313,7 @@ class Node:
         changed = self.store.apply(self._within_reach(entries), self.clock.now(), self.stats.rounds)
         if any(e.address == self.address for e in changed):
             self.renew_self()
-        self.rumors.spread([e for e in changed if e.address != self.address], source)
-        return changed
+        return self.rumors.forward(changed, source)
 
     def _within_reach(self, entries: Iterable[Entry]) -> list[Entry]:
         """Return the entries whose version is within reach of this node's clock; count the others."""
@@ -342,9 +335,7 @@ class Node:
         request = wire.decode_request(message, now)
         if isinstance(request, (wire.Ping, wire.Probe)):
             return wire.encode(self.detector.answer(request), now)
-        if type(request) is wire.Rumor:
-            return wire.encode(self.rumors.receive(request), now)
-        if type(request) is wire.Push and request.entries:  # before ``news``: a bad entry must not shadow a good one
+        if isinstance(request, (wire.Push, wire.Rumor)) and request.entries:  # a bad entry must not shadow a good one
             request = dataclasses.replace(request, entries=self.screen(request.entries))
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
@@ -380,10 +371,9 @@ class Node:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        for pool in (self._executor, self._probes):
+        for pool in (self._executor, self._probes, self.rumors.pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-        self.rumors.close()
 
     def _loop(self) -> None:
         interval = self.config.interval

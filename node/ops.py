@@ -47,7 +47,6 @@ class NodeCollector:
             ("sd_gossip_udp_fallbacks", "Messages sent over HTTP because one datagram could not carry them or "
              "their reply", getattr(n.transport, "fallbacks", 0)),
             ("sd_gossip_rumors_sent", "Rumors (eager pushes of news) a peer answered", r.sent),
-            ("sd_gossip_rumors_received", "Rumors received from peers and merged", r.received),
             ("sd_gossip_rumors_failed", "Rumors that failed (peer down, cut, refused); the rounds repair them",
              r.failed),
             ("sd_gossip_rumors_dropped", "Rumors dropped unsent because too many sends were waiting", r.dropped),

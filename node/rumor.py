@@ -6,9 +6,9 @@ its rounds, to ``fanout`` peers drawn at random among its members (``membership`
 never back to the peer they came from. The message is a ``wire.Rumor``: the sender and
 the entries, with ages as every entry travels, in one datagram (at most
 ``MAX_ENTRIES`` entries and what fits in ``max_datagram``; the rest is left to the
-rounds). The receiver merges them exactly as a Push's (``gossip.Node.merge``: screen,
-new-peer limit, version reach; the keyring has checked the signature before) and
-answers a PushReply of no entries: the count that changed its store. It forwards only
+rounds). The receiver answers and merges it as a Push that wants nothing (``handshake``,
+``gossip.Node.merge``: screen, new-peer limit, version reach; the keyring has checked the
+signature before): a PushReply of no entries, the count that beat its store. It forwards only
 the entries that changed its own store, so each node forwards each write at most once:
 ``N * fanout`` messages per write at most, whatever the cluster does meanwhile (Demers
 et al.'s rumor mongering, with the rounds as the anti-entropy that repairs what a rumor
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from . import wire
 from .protocol import Entry
+from .store import Written
 from .transport import ReplyRejected, TransportError
 from .wire import ProtocolError
 
@@ -62,7 +63,6 @@ class RumorStats:
     """Counters of a node's rumors; exported by /metrics as ``sd_gossip_rumors_*_total``."""
 
     sent: int = 0  # rumors a peer answered
-    received: int = 0  # rumors this node merged and answered
     failed: int = 0  # sends that failed (peer down, cut, refused, malformed answer)
     dropped: int = 0  # sends dropped because QUEUE_LIMIT sends were already waiting
     left: int = 0  # changed entries left to the rounds (beyond MAX_ENTRIES or one datagram)
@@ -102,12 +102,12 @@ def fit(entries: Sequence[Entry], now: float, sender: str, budget: int,
 
 
 class Rumors:
-    """A node's eager push: ``spread`` what changed its store, ``receive`` what peers push.
+    """A node's eager push: ``spread`` what changed its store (``write_local``, ``forward``).
 
-    ``enabled`` (the config's ``eager_push``) turns sending off; a node receives rumors
-    either way. ``dispatch(job) -> bool`` runs one send, or refuses it (False: dropped);
-    by default a pool of ``fanout`` threads behind ``QUEUE_LIMIT`` slots, or, without
-    ``parallel``, a queue drained in place.
+    ``enabled`` (the config's ``eager_push``) turns sending off; a node merges the rumors
+    it receives either way (``gossip.Node.handle``). ``dispatch(job) -> bool`` runs one
+    send, or refuses it (False: dropped): by default a pool of ``fanout`` threads behind
+    ``QUEUE_LIMIT`` slots, or, without ``parallel``, a queue drained in place.
     """
 
     def __init__(self, node: Node, parallel: bool = True) -> None:
@@ -116,12 +116,27 @@ class Rumors:
         self.stats = RumorStats()
         self.budget = node.config.max_datagram - FRAME_ROOM
         self._slots = threading.BoundedSemaphore(QUEUE_LIMIT)
-        self._pool = ThreadPoolExecutor(node.config.fanout, thread_name_prefix="rumor") if parallel else None
+        self.pool = ThreadPoolExecutor(node.config.fanout, thread_name_prefix="rumor") if parallel else None
         self._queue: deque[Job] = deque()
         self._draining = False
         self.dispatch: Callable[[Job], bool] = self._submit if parallel else self._inline
 
     # -- sending -------------------------------------------------------------------------
+
+    def write_local(self, address: str, wall: int, **kwargs) -> Written:
+        """Store a write accepted here (``Store.write_local``, on the node's clock) and push it at once."""
+        node = self.node
+        written = node.store.write_local(address, node.clock.now(), wall, node.address, **kwargs)
+        self.spread([written.entry])
+        return written
+
+    def forward(self, changed: list[Entry], source: str | None) -> list[Entry]:
+        """Push on what a merge of entries from ``source`` changed, but this node's own entry; return ``changed``.
+
+        A change to its own entry is a mark-down, which the node refutes with a write of its own.
+        """
+        self.spread([e for e in changed if e.address != self.node.address], source)
+        return changed
 
     def spread(self, entries: Sequence[Entry], source: str | None = None) -> None:
         """Push ``entries`` (that just changed the store) to ``fanout`` members other than ``source``."""
@@ -164,10 +179,10 @@ class Rumors:
 
     def _submit(self, job: Job) -> bool:
         """Run ``job`` on the pool if a slot is free; else refuse it."""
-        if self._pool is None or not self._slots.acquire(blocking=False):
+        if self.pool is None or not self._slots.acquire(blocking=False):
             return False
         try:
-            self._pool.submit(self._run, job)
+            self.pool.submit(self._run, job)
         except RuntimeError:  # the pool is shut down: the node is stopping
             self._slots.release()
             return False
@@ -193,14 +208,3 @@ class Rumors:
                 self._draining = False
         return True
 
-    def close(self) -> None:
-        """Stop sending: what waits is dropped (the rounds repair it)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-
-    # -- receiving -----------------------------------------------------------------------
-
-    def receive(self, rumor: wire.Rumor) -> wire.PushReply:
-        """Merge a peer's rumor as a Push (which forwards what changed here); return the ack."""
-        self.stats.add(received=1)
-        return wire.PushReply(len(self.node.merge(rumor.entries, rumor.sender)), ())
