@@ -65,8 +65,9 @@ Where each part lives: this module holds the data and its rules (entries, merge,
 leases, buckets, peer choice); ``wire`` the messages, their versioned JSON encoding
 and validation; ``handshake`` both sides of one exchange as pure steps; ``snapshot``
 a store's immutable state and its indexes; ``store`` durable writes; ``gossip`` the
-node that runs rounds over a ``transport``; ``rumor`` the eager push; ``versions`` the bounds that keep versions
-accepted everywhere; ``addresses`` the one spelling of an address.
+node that runs rounds over a ``transport``; ``rumor`` the eager push of news;
+``versions`` the bounds that keep versions accepted everywhere; ``addresses`` the one
+spelling of an address.
 
 Everything here takes the time (``now``) and randomness (``rng``) as parameters and
 does no I/O.
