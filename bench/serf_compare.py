@@ -56,6 +56,7 @@ class Result:
     failures: list[str] = field(default_factory=list)  # trials not seen everywhere in time
     bytes_per_node_s: float | None = None  # iptables, in+out of one node
     metric_bytes_per_node_s: float | None = None  # ours only, from /metrics
+    rumors_at_rest: int | None = None  # ours only: rumors sent (answered or not) over the quiet window
 
     def stat(self, attr: str, q: float) -> float | None:
         """The ``q``-quantile of a trial figure (``total``, ``local``, ``spread``...) over the trials."""
@@ -79,11 +80,14 @@ def measure_n(
         time.sleep(args.settle)
 
         # At rest: our metrics around the window, iptables inside it, so scrapes are not counted.
+        rumors = ("sd_gossip_rumors_sent_total", "sd_gossip_rumors_failed_total", "sd_gossip_rumors_dropped_total")
+        r0 = ours.metric_sum(*rumors)
         m0, w0 = ours.metric_bytes(), time.monotonic()
         c0 = counter.read()
         time.sleep(args.rest_seconds)
         c1, w1 = counter.read(), time.monotonic()
         m1, w2 = ours.metric_bytes(), time.monotonic()
+        res_o.rumors_at_rest = ours.metric_sum(*rumors) - r0
         if c0:
             # Each loopback packet is counted once; it leaves one node and enters another.
             res_o.bytes_per_node_s = 2 * (c1["ours"] - c0["ours"]) / n / (w1 - w0)
@@ -212,6 +216,8 @@ def report(results: list[tuple[Result, Result]], args) -> None:
         f" counters on loopback for each system's ports over {args.rest_seconds:.0f} s, IP+TCP/UDP headers"
         " included; (metrics) = ours from sd_gossip_bytes_{sent,received}_total, HTTP payload+headers only."
     )
+    print("Ours, rumors (eager pushes) sent during that window, all nodes: "
+          + ", ".join(f"N={o.n}: {o.rumors_at_rest}" for o, _ in results))
     print_reference([o.n for o, _ in results], args)
 
 

@@ -10,6 +10,12 @@ nodes, and news can travel several hops in one round. With ``synchronous=True`` 
 node gossips at the end of the round and what it learns is applied only after the
 round, as in the synchronous model of the theory tables. ``warm()`` forms full membership
 without the O(N^2) gossip of a bootstrap, for large clusters.
+
+Rumors (``node.rumor``, eager push) are messages in flight: each send is delivered
+``rumor_latency`` virtual seconds after it was queued, in time order with the nodes'
+rounds, and what it changes is forwarded from there; news never crosses the cluster in one
+call. Synchronous rounds are the theory's pure push-pull model, so they run with eager
+push off (``synchronous`` turns it off on every node, and on again when set back).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import heapq
+import itertools
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from node import protocol
 from node.clock import Clock, FakeClock
@@ -35,6 +43,11 @@ from .topology import node_address, partition_cuts, validate_groups
 SIM = dataclasses.replace(TEST, interval=0.2, timeout=0.1)
 """Default node settings of a simulated cluster: 200 ms rounds, fanout 3, 6 s leases."""
 
+RUMOR_LATENCY = 0.003
+"""Virtual seconds from queuing a rumor to its handling by the peer: one hop between
+local processes (a datagram each way, a merge committed to SQLite), about what
+``bench/serf_compare.py`` sees per hop on loopback."""
+
 
 class SimNode(Node):
     """A Node whose gossip merges can be held back until the end of a synchronous round."""
@@ -44,10 +57,10 @@ class SimNode(Node):
         # While not None, what gossip brings is collected here instead of merged.
         self.deferred: list[Entry] | None = None
 
-    def merge(self, entries: Iterable[Entry]) -> list[Entry]:
+    def merge(self, entries: Iterable[Entry], source: str | None = None) -> list[Entry]:
         """Merge ``entries`` now, or collect those that would change the store while deferring."""
         if self.deferred is None:
-            return super().merge(entries)
+            return super().merge(entries, source)
         changed = self.store.changes(entries, self.clock.now())
         self.deferred.extend(changed)
         return changed
@@ -91,13 +104,17 @@ class SimCluster:
         synchronous: bool = False,
         seeds: int = 2,
         store_factory=None,
+        rumor_latency: float = RUMOR_LATENCY,
     ) -> None:
         self.config = config
         self.clock = FakeClock()
         self.rng = random.Random(seed)
         # Nodes never change a message once sent or received: skip the decoding copies.
         self.network = InMemoryNetwork(random.Random(seed + 1), copy=False)
-        self.synchronous = synchronous
+        self.rumor_latency = rumor_latency
+        self._mail: list[tuple[float, int, Callable[[], object]]] = []  # rumors in flight: (due, seq, send)
+        self._seq = itertools.count()
+        self._synchronous = synchronous
         self.rounds = 0
         self._seed = seed
         self._seed_count = seeds
@@ -137,6 +154,8 @@ class SimCluster:
         rng = random.Random(self._seed * 100_003 + k)
         node = SimNode(cfg, store, None, Clock(0.0, self.clock.now), rng, parallel=False)
         node.transport = self.network.attach(address, node)
+        node.rumors.dispatch = self._later
+        node.rumors.enabled = cfg.eager_push and not self._synchronous
         node.renew_self()
         self._nodes[name] = node
         self._phase[name] = 1.0 - self.rng.random()  # in (0, 1]
@@ -174,6 +193,30 @@ class SimCluster:
 
     # -- time ------------------------------------------------------------------------------
 
+    @property
+    def synchronous(self) -> bool:
+        """Whether rounds are synchronous (the theory's model: eager push off) or out of phase."""
+        return self._synchronous
+
+    @synchronous.setter
+    def synchronous(self, value: bool) -> None:
+        self._synchronous = value
+        for node in self._nodes.values():
+            node.rumors.enabled = node.config.eager_push and not value
+
+    def _later(self, send: Callable[[], object]) -> bool:
+        """Schedule one rumor send ``rumor_latency`` from now (a node's ``rumors.dispatch``)."""
+        heapq.heappush(self._mail, (self.clock.now() + self.rumor_latency, next(self._seq), send))
+        return True
+
+    def _deliver(self, until: float) -> None:
+        """Deliver the rumors due by ``until``, in time order, each at its instant."""
+        mail = self._mail
+        while mail and mail[0][0] <= until:
+            due, _, send = heapq.heappop(mail)
+            self.clock.set(max(due, self.clock.now()))
+            send()
+
     def step(self, rounds: int = 1) -> None:
         """Advance virtual time by ``rounds`` intervals, every live node gossiping once per round."""
         with _cycle_collector_paused():
@@ -193,8 +236,10 @@ class SimCluster:
                 self._nodes[n].deferred = []
         for n in live:
             if not self.synchronous:
+                self._deliver(start + self._phase[n] * interval)
                 self.clock.set(start + self._phase[n] * interval)
             self._nodes[n].run_round()
+        self._deliver(end)
         self.clock.set(end)
         if self.synchronous:
             for n in live:

@@ -85,6 +85,9 @@ class Config:
     transport: str = "udp"
     # Largest gossip datagram sent, in bytes (1200: fits any path MTU, IPv6's 1280 included).
     max_datagram: int = 1200
+    # Push what changes the store at once to ``fanout`` members, besides the rounds
+    # (node/rumor.py); off, news travels with the rounds' exchanges only.
+    eager_push: bool = True
     # Serve /admin/* (the clock offset); off, they answer 403.
     enable_admin: bool = False
     # -- failure detection (node/liveness.py); node entries are not leased --
@@ -206,6 +209,7 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "cluster": (str, "cluster id signed into every gossip message"),
     "transport": (str, "how gossip is sent: udp (datagrams, HTTP for big ones) or http"),
     "max-datagram": (int, "largest gossip datagram in bytes; bigger messages go over HTTP"),
+    "eager-push": (bool, "push news to fanout peers as soon as it changes the store (--no-eager-push: rounds only)"),
     "enable-admin": (bool, "serve /admin/* (clock offset); off by default"),
     # failure detection
     "probe-fanout": (int, "peers asked to probe a suspect indirectly"),
@@ -213,6 +217,9 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "max-suspects": (int, "suspects probed at once"),
     "max-new-peers": (int, "new peers one gossip message may add"),
 }
+
+_NEGATABLE = frozenset({"eager-push"})
+"""Boolean flags that are on by default, so they also take ``--no-<flag>``."""
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -222,9 +229,8 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.upper().replace("-", "_")
 
 
-def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Build a validated Config from a preset, then env vars, then flags (flags win)."""
-    environ = os.environ if environ is None else environ
+def _parser() -> argparse.ArgumentParser:
+    """Return the parser of every ``_FIELDS`` flag (values as strings; on/off flags as "1", or bools)."""
     parser = argparse.ArgumentParser(
         prog="python -m node",
         description="Gossip service-discovery registry node. Every flag has an SD_* env equivalent.",
@@ -232,13 +238,23 @@ def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | No
     )
     for flag, (conv, help_) in _FIELDS.items():
         more: dict[str, Any] = {"action": "store_const", "const": "1"} if conv is bool else {}
+        if flag in _NEGATABLE:  # --flag / --no-flag
+            more = {"action": argparse.BooleanOptionalAction}
         parser.add_argument(f"--{flag}", help=f"{help_} [env {env_name(flag)}]", **more)
-    args = vars(parser.parse_args(argv))
+    return parser
+
+
+def from_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build a validated Config from a preset, then env vars, then flags (flags win)."""
+    environ = os.environ if environ is None else environ
+    args = vars(_parser().parse_args(argv))
 
     raw: dict[str, str] = {}
     for flag in _FIELDS:
         key = flag.replace("-", "_")
         value = args.get(key)
+        if isinstance(value, bool):  # from --flag / --no-flag
+            value = "1" if value else "0"
         if value is None:
             value = environ.get(env_name(flag))
         if value is not None and value != "":

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 
-from . import handshake, validation, versions, wire
+from . import handshake, rumor, validation, versions, wire
 from .clock import Clock
 from .config import Config
 from .keyring import Keyring, parse_keys
@@ -90,17 +90,18 @@ class Node:
         self.started_at: float | None = None  # when the loop started (lease clock); None: not started
         self.last_round: RoundDone | None = None
         self.screen = validation.Screen(self.stats.refuse)  # drops and counts entries no client could write
+        self.rumors = rumor.Rumors(self, parallel)  # pushes what changes the store at once (``rumor``)
 
     # -- local writes ------------------------------------------------------------------
 
     def register(self, address: str, app_name: str, last_update: int | None = None) -> Written:
         """Register or renew an instance here."""
         wall = int(self.clock.wall()) if last_update is None else int(last_update)
-        return self.store.write_local(address, self.clock.now(), wall, self.address, app_name=app_name)
+        return self.rumors.write_local(address, wall, app_name=app_name)
 
     def deregister(self, address: str) -> Written:
         """Delete an instance everywhere by writing a tombstone here."""
-        return self.store.write_local(address, self.clock.now(), int(self.clock.wall()), self.address, deleted=True)
+        return self.rumors.write_local(address, int(self.clock.wall()), deleted=True)
 
     def renew_self(self) -> None:
         """Register this node when its entry is missing, of another app, or deleted.
@@ -299,10 +300,10 @@ class Node:
         result.sent = len(push.entries)
         pulled = steps.on_push_reply(wire.decode_push_reply(body, self.clock.now()))
         self._on_time(peer, deadline)  # after decoding, before anything is merged
-        result.received = len(self.merge(pulled))
+        result.received = len(self.merge(pulled, peer))
 
-    def merge(self, entries: Iterable[Entry]) -> list[Entry]:
-        """Merge entries gossip brought into the store; return those that changed it.
+    def merge(self, entries: Iterable[Entry], source: str | None = None) -> list[Entry]:
+        """Merge entries gossip brought from ``source``; return those that changed the store (pushed on: ``rumor``).
 
         A change to this node's own entry (a tombstone: marked down) is refuted at once.
         """
@@ -314,7 +315,7 @@ class Node:
         changed = self.store.apply(self._within_reach(entries), self.clock.now(), self.stats.rounds)
         if any(e.address == self.address for e in changed):
             self.renew_self()
-        return changed
+        return self.rumors.forward(changed, source)
 
     def _within_reach(self, entries: Iterable[Entry]) -> list[Entry]:
         """Return the entries whose version is within reach of this node's clock; count the others."""
@@ -336,11 +337,11 @@ class Node:
         request = wire.decode_request(message, now)
         if isinstance(request, (wire.Ping, wire.Probe)):
             return wire.encode(self.detector.answer(request), now)
-        if type(request) is wire.Push and request.entries:  # before ``news``: a bad entry must not shadow a good one
+        if isinstance(request, (wire.Push, wire.Rumor)) and request.entries:  # a bad entry must not shadow a good one
             request = dataclasses.replace(request, entries=self.screen(request.entries))
         reply, news = handshake.respond(self.store.snapshot(), request, now, self.lease)
         if news:
-            self.stats.add(merges_applied=len(self.merge(news)))
+            self.stats.add(merges_applied=len(self.merge(news, request.sender)))
         sender = self.store.get(request.sender, now)
         if sender is not None and sender.app_name == NODE_APP and not sender.deleted:
             self.members.vouch(request.sender)  # a known node that reached this one
@@ -372,7 +373,7 @@ class Node:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        for pool in (self._executor, self._probes):
+        for pool in (self._executor, self._probes, self.rumors.pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from . import protocol
 from .protocol import Entry, Lease
 from .snapshot import Snapshot
-from .wire import CONVERGED, ProtocolError, Push, PushReply, Request, Summary, SummaryReply
+from .wire import CONVERGED, ProtocolError, Push, PushReply, Request, Rumor, Summary, SummaryReply
 
 
 class Initiator:
@@ -58,12 +58,15 @@ def respond(
     """Answer one request from ``snap`` at ``now``; return (reply, entries to merge).
 
     The reply's ``applied`` counts the pushed entries that beat ``snap``; merging the
-    returned entries into the store may find fewer if it moved on meanwhile.
+    returned entries into the store may find fewer if it moved on meanwhile. A Rumor is
+    answered as a Push that wants nothing: its entries are merged by the same rules.
     """
     if type(request) is Summary:
         return answer_summary(snap, request, now, lease), []
     if type(request) is Push:
         return answer_push(snap, request, now, lease)
+    if type(request) is Rumor:
+        return answer_push(snap, Push(request.sender, request.entries, ()), now, lease)
     raise TypeError(f"not a request: {request!r}")
 
 

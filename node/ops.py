@@ -29,7 +29,7 @@ class NodeCollector:
         self.node = node
 
     def collect(self):
-        n, s = self.node, self.node.stats
+        n, s, r = self.node, self.node.stats, self.node.rumors.stats
         counters = [
             ("sd_gossip_rounds", "Gossip rounds run", s.rounds),
             ("sd_gossip_exchanges_failed", "Exchanges that failed (peer down, cut, slow)", s.exchanges_failed),
@@ -46,6 +46,12 @@ class NodeCollector:
              s.late_replies),
             ("sd_gossip_udp_fallbacks", "Messages sent over HTTP because one datagram could not carry them or "
              "their reply", getattr(n.transport, "fallbacks", 0)),
+            ("sd_gossip_rumors_sent", "Rumors (eager pushes of news) a peer answered", r.sent),
+            ("sd_gossip_rumors_failed", "Rumors that failed (peer down, cut, refused); the rounds repair them",
+             r.failed),
+            ("sd_gossip_rumors_dropped", "Rumors dropped unsent because too many sends were waiting", r.dropped),
+            ("sd_gossip_rumor_entries_left", "Changed entries left to the rounds: beyond what one rumor carries",
+             r.left),
         ]
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)

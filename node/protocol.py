@@ -42,6 +42,15 @@ Algorithm in brief
                                           ◀──  SummaryReply {differing buckets, their digest}
       Push {entries, want}                ──▶  merge entries     (only when buckets differ)
                                           ◀──  PushReply {entries wanted}
+      Rumor {entries}                     ──▶  merge, forward what changed  (at once, outside rounds)
+                                          ◀──  PushReply {applied}
+
+* News does not wait for a round (``rumor``, eager push): entries that change a node's
+  store, by a local write or a merge, go at once in one ``Rumor`` datagram (at most 16
+  entries) to ``fanout`` random members, never back to the peer they came from. The
+  receiver merges them as a Push's and forwards only those that changed its own store,
+  so each node forwards a write at most once (``N * fanout`` messages). Best effort: a
+  failed rumor suspects nobody, what rumors miss the rounds repair, and at rest none go.
 
 * Every round a node re-registers itself if needed, drops what is gone, and exchanges
   with ``fanout`` peers chosen uniformly among the live node entries it holds
@@ -56,8 +65,9 @@ Where each part lives: this module holds the data and its rules (entries, merge,
 leases, buckets, peer choice); ``wire`` the messages, their versioned JSON encoding
 and validation; ``handshake`` both sides of one exchange as pure steps; ``snapshot``
 a store's immutable state and its indexes; ``store`` durable writes; ``gossip`` the
-node that runs rounds over a ``transport``; ``versions`` the bounds that keep versions
-accepted everywhere; ``addresses`` the one spelling of an address.
+node that runs rounds over a ``transport``; ``rumor`` the eager push of news;
+``versions`` the bounds that keep versions accepted everywhere; ``addresses`` the one
+spelling of an address.
 
 Everything here takes the time (``now``) and randomness (``rng``) as parameters and
 does no I/O.

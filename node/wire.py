@@ -29,6 +29,8 @@ SUMMARY = "sum"
 """Request, step 1: the initiator's per-bucket hashes."""
 PUSH = "ack"
 """Request, step 2: entries the responder lacks or holds older, and addresses wanted."""
+RUMOR = "rumor"
+"""Request outside any exchange: entries that just changed the sender's store (eager push, ``rumor``)."""
 RETIRED = frozenset({"syn"})
 """Request types no longer answered and never to be reused ("syn": a full digest in one step)."""
 
@@ -77,11 +79,23 @@ class PushReply:
     entries: Sequence[Entry]
 
 
+@dataclass(frozen=True, slots=True)
+class Rumor:
+    """News pushed at once, outside the rounds: entries that just changed the sender's store.
+
+    Merged as a Push's entries are; answered with a PushReply of no entries (an ack
+    carrying how many of them changed the receiver).
+    """
+
+    sender: str
+    entries: Sequence[Entry]
+
+
 CONVERGED = SummaryReply((), {})
 """The answer of a responder whose buckets all match: the exchange ends (read-only)."""
 
-Request = Summary | Push
-Message = Summary | SummaryReply | Push | PushReply
+Request = Summary | Push | Rumor
+Message = Summary | SummaryReply | Push | PushReply | Rumor
 
 
 # -- encoding ------------------------------------------------------------------------------------
@@ -100,6 +114,9 @@ def encode(message: Message | LivenessMessage, now: float) -> dict:
     if type(message) is Push:
         entries = [entry_to_wire(e, now) for e in message.entries]
         return {"v": v, "type": PUSH, "from": message.sender, "entries": entries, "want": message.want}
+    if type(message) is Rumor:
+        entries = [entry_to_wire(e, now) for e in message.entries]
+        return {"v": v, "type": RUMOR, "from": message.sender, "entries": entries}
     if type(message) is PushReply:
         reply: dict = {"v": v, "applied": message.applied}
         if message.entries:
@@ -150,6 +167,8 @@ def decode_request(data: object, now: float) -> Request | LivenessRequest:
         if not isinstance(want, list) or not all(isinstance(a, str) for a in want):
             raise ProtocolError("want must be a list of addresses")
         return Push(sender, entries, want)
+    if kind == RUMOR:
+        return Rumor(sender, decode_entries(data.get("entries"), now))
     if kind in LIVENESS_TYPES:
         return decode_liveness_request(kind, sender, data)
     raise ProtocolError(f"unknown message type {kind!r}")

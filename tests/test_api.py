@@ -49,9 +49,10 @@ def assert_json_error(resp, status):
 def pair(make_node):
     """Two nodes on one network and a test client for each: (a, b, client_a, client_b).
 
-    b is a's seed: perform_update?peer= reaches only a node's live peers and seeds.
+    b is a's seed: perform_update?peer= reaches only a node's live peers and seeds. Eager
+    push is off: these tests watch what one exchange moves, which a rumor would move first.
     """
-    a, b = make_node("n1:5001", seeds=("n2:5002",)), make_node("n2:5002")
+    a, b = make_node("n1:5001", seeds=("n2:5002",), eager_push=False), make_node("n2:5002", eager_push=False)
     return a, b, create_app(node=a).test_client(), create_app(node=b).test_client()
 
 

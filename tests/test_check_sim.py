@@ -56,8 +56,8 @@ def test_every_fault_kind_is_applied_in_the_simulator(tmp_path):
 def test_a_node_whose_deregistrations_never_spread_fails_the_check(tmp_path, monkeypatch):
     real_merge = SimNode.merge
 
-    def merge_without_tombstones(self, entries):
-        return real_merge(self, [e for e in entries if not (e.deleted and e.address.startswith("10."))])
+    def merge_without_tombstones(self, entries, source=None):
+        return real_merge(self, [e for e in entries if not (e.deleted and e.address.startswith("10."))], source)
 
     monkeypatch.setattr(SimNode, "merge", merge_without_tombstones)
     result, out = run_check(tmp_path, "broken", "--faults", "")
@@ -70,8 +70,8 @@ def test_a_node_whose_deregistrations_never_spread_fails_the_check(tmp_path, mon
 def test_a_merge_that_drops_a_clients_registrations_fails_the_check(tmp_path, monkeypatch):
     real_merge = SimNode.merge
 
-    def merge_dropping(self, entries):
-        return real_merge(self, [e for e in entries if not e.address.startswith("10.1.1.")])
+    def merge_dropping(self, entries, source=None):
+        return real_merge(self, [e for e in entries if not e.address.startswith("10.1.1.")], source)
 
     monkeypatch.setattr(SimNode, "merge", merge_dropping)
     result, out = run_check(tmp_path, "dropping", "--faults", "kill")

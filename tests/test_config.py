@@ -142,6 +142,17 @@ def test_failure_detection_settings_are_checked(field, value):
         Config(port=1, **{field: value}).validate()
 
 
+@pytest.mark.parametrize("argv, env, on", [
+    ([], {}, True),
+    (["--no-eager-push"], {}, False),
+    ([], {"SD_EAGER_PUSH": "off"}, False),
+    (["--eager-push"], {"SD_EAGER_PUSH": "0"}, True),  # the flag wins
+    (["--no-eager-push"], {"SD_EAGER_PUSH": "yes"}, False),
+])
+def test_eager_push_is_on_by_default_and_turned_off_by_flag_or_env(argv, env, on):
+    assert from_args(["--port", "1", *argv], env).eager_push is on
+
+
 def test_failure_detection_settings_come_from_flags_and_env():
     config = from_args(["--port", "1", "--probe-fanout", "5"], {"SD_PROBE_WAVES": "3", "SD_MAX_SUSPECTS": "2"})
     assert (config.probe_fanout, config.probe_waves, config.max_suspects) == (5, 3, 2)

@@ -223,3 +223,38 @@ def test_malformed_liveness_requests_are_refused(data):
 def test_malformed_alive_replies_are_refused(data):
     with pytest.raises(ProtocolError):
         wire.decode_alive(data)
+
+
+# -- rumors (node.rumor: eager push) -----------------------------------------------------------------
+
+
+def test_a_rumor_has_a_new_name_its_shape_and_an_ack_of_a_push_reply():
+    assert wire.RUMOR == "rumor"
+    assert wire.RUMOR not in wire.RETIRED | wire.LIVENESS_TYPES | {wire.SUMMARY, wire.PUSH}
+    e = entry()
+    assert on_the_wire(wire.Rumor("n1:5000", [e])) == {
+        "v": PROTOCOL_VERSION, "type": "rumor", "from": "n1:5000",
+        "entries": [["a:1", "web", int(T0), 7, "n2:5000", 0, 1.5]]}
+    later = 100.0  # the receiver's clock: only renewed_at moves
+    moved = dataclasses.replace(e, renewed_at=later - 1.5)
+    assert decode_request(on_the_wire(wire.Rumor("n1:5000", [e])), later) == wire.Rumor("n1:5000", [moved])
+    assert decode_push_reply(on_the_wire(PushReply(1, [])), T0) == PushReply(1, [])
+
+
+def test_a_rumor_crosses_a_datagram_unchanged():
+    from node import udp
+
+    message = wire.encode(wire.Rumor("n1:5000", [entry(), entry("b:2", deleted=True)]), T0)
+    assert udp.decode(udp.encode(message)) == message
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param({"type": "rumor", "from": "n1:5000"}, id="no-entries"),
+    pytest.param({"type": "rumor", "from": "n1:5000", "entries": {}}, id="entries-object"),
+    pytest.param({"type": "rumor", "from": "n1:5000", "entries": [["a:1"]]}, id="entry-short"),
+    pytest.param({"type": "rumor", "from": 5, "entries": []}, id="from-int"),
+    pytest.param({"v": PROTOCOL_VERSION + 1, "type": "rumor", "from": "n1:5000", "entries": []}, id="version"),
+])
+def test_malformed_rumors_are_refused(data):
+    with pytest.raises(ProtocolError):
+        decode_request(data, T0)

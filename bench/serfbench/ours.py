@@ -78,10 +78,14 @@ class OurCluster:
 
     def metric_bytes(self) -> int:
         """Sum of sd_gossip_bytes_sent_total + sd_gossip_bytes_received_total over all nodes."""
+        return self.metric_sum("sd_gossip_bytes_sent_total", "sd_gossip_bytes_received_total")
+
+    def metric_sum(self, *names: str) -> int:
+        """Sum of the counters ``names`` over all nodes."""
 
         def one(addr: str) -> float:
             samples = parse(self.http.get(f"http://{addr}/metrics", timeout=2).text)
-            return samples.get("sd_gossip_bytes_sent_total", 0.0) + samples.get("sd_gossip_bytes_received_total", 0.0)
+            return sum(samples.get(name, 0.0) for name in names)
 
         return int(sum(self.pool.map(one, self.addrs)))
 
