@@ -60,7 +60,7 @@ def handler(host: str, port: int):
     async def forward(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             target_r, target_w = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             log.debug("cannot reach %s:%s: %s", host, port, exc)
             client_w.close()
             return

@@ -18,7 +18,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
@@ -38,10 +38,6 @@ from .transport import ReplyRejected, Transport, TransportError
 from .wire import ProtocolError
 
 log = logging.getLogger(__name__)
-
-
-SendAll = Callable[[Sequence[tuple[str, dict]], float], list]
-"""A transport's ``send_all(requests, timeout)``: one reply (``Reply``) or ``TransportError`` per request."""
 
 
 class LateReply(TransportError):
@@ -172,8 +168,9 @@ class Node:
         return [f.result() if f.done() else Exchange(p, ok=False, error="still running past the deadline")
                 for p, f in zip(peers, futures, strict=True)]
 
-    def _batched(self, peers: list[str], snap: Snapshot, send_all: SendAll) -> list[Exchange]:
-        """Run the exchanges with the round's summaries sent at once from this thread (``send_all``).
+    def _batched(self, peers: list[str], snap: Snapshot, send_all: Callable[..., list]) -> list[Exchange]:
+        """Run the exchanges with the round's summaries sent at once from this thread (``send_all``:
+        ``(requests, timeout)`` to one ``Reply`` or ``TransportError`` per request, in order).
 
         At rest a converged pair ends with the summary's reply, so a round costs no thread
         hand-off at all; an exchange whose reply asks for a Push goes on in the executor.
