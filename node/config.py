@@ -99,6 +99,10 @@ class Config:
     # Suspects probed at once; a failed exchange with a further peer is not followed
     # up until one of them is settled (bounds the probes after a partition).
     max_suspects: int = 4
+    # Highest local health score (node/awareness.py; Lifeguard, memberlist: 8). A node that
+    # finds itself slow scales its probe timeouts by score + 1 and marks no one down until
+    # its score is back to 0; 0 turns the score off.
+    health_max: int = 8
     # Node entries for addresses not yet held that one gossip message may add; the rest
     # are refused and come again in later exchanges (node/membership.py).
     max_new_peers: int = 128
@@ -153,8 +157,9 @@ class Config:
             check_cluster(self.cluster)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        if self.probe_fanout < 0:
-            raise ConfigError(f"probe_fanout must be >= 0, got {self.probe_fanout}")
+        for name in ("probe_fanout", "health_max"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def _check_transport(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -215,6 +220,7 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "probe-fanout": (int, "peers asked to probe a suspect indirectly"),
     "probe-waves": (int, "probe waves that must all fail before a suspect is marked down"),
     "max-suspects": (int, "suspects probed at once"),
+    "health-max": (int, "highest local health score (0: off); a node above 0 marks no one down"),
     "max-new-peers": (int, "new peers one gossip message may add"),
 }
 

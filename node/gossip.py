@@ -20,10 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from functools import partial
 
 from . import handshake, rumor, validation, versions, wire
+from .awareness import Awareness
 from .clock import Clock
 from .config import Config
 from .keyring import Keyring, parse_keys
@@ -32,7 +32,7 @@ from .membership import NEW_PEER_LIMIT, Members, admit, select_targets
 from .protocol import NODE_APP, Entry, Lease
 from .snapshot import Snapshot
 from .stats import Exchange as Exchange  # re-exported: the outcome of ``Node.exchange``
-from .stats import Stats
+from .stats import RoundDone, Stats
 from .store import Store, Written
 from .transport import ReplyRejected, Transport, TransportError
 from .wire import ProtocolError
@@ -46,14 +46,6 @@ class LateReply(TransportError):
 
 ROUND_SLACK = 0.25
 """Seconds a round waits for its exchanges beyond their deadline (``timeout``) before it moves on."""
-
-
-@dataclass(frozen=True)
-class RoundDone:
-    """When the last round completed (lease clock) and how many of its exchanges failed."""
-
-    at: float
-    failures: int
 
 
 class Node:
@@ -80,6 +72,7 @@ class Node:
         self._executor = ThreadPoolExecutor(config.fanout + 1, thread_name_prefix="gossip") if parallel else None
         self._probes = ThreadPoolExecutor(config.probe_fanout + 1, thread_name_prefix="probe") if parallel else None
         self.detector = Detector(self, self._probes)
+        self.awareness = Awareness(config.health_max)  # local health: is this node the slow one?
         self.members = Members(config.seeds)  # peers seen first-hand (``membership``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,6 +105,7 @@ class Node:
             self.register(self.address, NODE_APP)
             if mine is not None and mine.deleted:
                 self.stats.add(refutations=1)
+                self.awareness.refuted()
                 log.warning("marked down by %s: refuting", mine.origin)
 
     # -- views -------------------------------------------------------------------------
@@ -131,8 +125,8 @@ class Node:
 
     # -- gossip: initiator ----------------------------------------------------------------
 
-    def run_round(self, peers: list[str] | None = None) -> list[Exchange]:
-        """Run one gossip round: renew self, sweep, exchange with chosen peers."""
+    def run_round(self, peers: list[str] | None = None, late: float = 0.0) -> list[Exchange]:
+        """Run one gossip round: renew self, sweep, exchange with chosen peers (``late``: seconds past its tick)."""
         self.stats.add(rounds=1)
         try:
             self.renew_self()
@@ -158,6 +152,8 @@ class Node:
         else:
             done = [self.exchange(p, snap) for p in peers]
         self.last_round = RoundDone(self.clock.now(), sum(not e.ok for e in done))
+        self.awareness.round_ended(late, self.config.interval, len(done) - self.last_round.failures,
+                                   self.last_round.failures)
         return done
 
     def _in_parallel(self, peers: list[str], snap: Snapshot) -> list[Exchange]:
@@ -378,14 +374,16 @@ class Node:
         interval = self.config.interval
         # Random phase so nodes started together do not gossip in lockstep.
         next_at = time.monotonic() + self.rng.uniform(0, interval)
+        late = 0.0  # how far past its tick a round starts: woken late, or the round before overran it
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
             try:
-                self.run_round()
+                self.run_round(late=max(late, time.monotonic() - next_at))
             except Exception:  # noqa: BLE001 - logged, and the loop goes on
                 log.exception("gossip round failed")
             next_at += interval
-            if next_at < time.monotonic():  # overran: skip missed ticks, keep the phase
-                next_at += interval * ((time.monotonic() - next_at) // interval + 1)
+            late = time.monotonic() - next_at
+            if late > 0:  # overran: skip missed ticks, keep the phase
+                next_at += interval * (late // interval + 1)
 
 
 def lease_of(config: Config) -> Lease:

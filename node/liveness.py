@@ -18,11 +18,18 @@
   written here with a new Lamport version, provided the entry is still the one that was
   suspected (a newer one is the suspect's refutation). The tombstone spreads like any
   write; the node it names refutes when it sees it (``gossip.Node.renew_self``).
+* A node that finds itself slow (``awareness``: its rounds start late, its helpers all
+  stay silent, it had to refute) holds back while its score is above 0, as in Lifeguard:
+  its pings and probes wait ``score + 1`` times longer, a wave that would mark its
+  suspect down leaves it unsettled instead, and as a helper it never answers "not
+  alive" (``Unconfirmed``, which the asker counts as no answer). Every finished wave
+  tells the score whether anyone answered.
 
 Bounds: a wave's requests run on a pool of ``probe_fanout + 1`` workers shared by every
 suspicion (inline in a simulation, where the network answers at once), never on the
 round's own exchanges; a ping takes at most ``timeout``, a probe ``2 * timeout`` (its
-helper's ping inside it), and a wave ends at its first "alive".
+helper's ping inside it, never scaled), both times ``score + 1`` (at most ``health_max + 1``),
+and a wave ends at its first "alive".
 """
 
 from __future__ import annotations
@@ -52,7 +59,15 @@ UNREACHED = "unreached"
 DENIED = "denied"
 """... a helper answered that the suspect did not answer its ping (a confirmation)."""
 NO_ANSWER = "no-answer"
-"""... the helper itself did not answer: says nothing about the suspect."""
+"""... the helper itself did not answer (or, unhealthy, would not deny): says nothing about the suspect."""
+
+
+class Unconfirmed(ProtocolError):
+    """Raised by an unhealthy helper that could not reach a probe's target: it does not deny.
+
+    Answered as any refused message is (an error reply), which every asker counts as a
+    silent helper (NO_ANSWER): the wire is unchanged, and no false "not alive" is sent.
+    """
 
 
 @dataclass
@@ -153,6 +168,7 @@ class Detector:
             verdict = self._verdict(s)
             if verdict != "next":
                 del self._suspects[s.target]
+        self.node.awareness.wave_ended(s.helpers, [o in (ALIVE, DENIED) for o in s.outcomes])
         if verdict == "down":
             self._mark_down(s)
         elif verdict != "next":
@@ -166,7 +182,8 @@ class Detector:
             return "unsettled"  # helpers were asked and none confirmed: proves nothing
         s.waves += 1
         if s.waves >= self.node.config.probe_waves:
-            return "down"
+            # A node that finds itself slow does not trust its own timeouts (``awareness``).
+            return "down" if self.node.awareness.healthy() else "unsettled"
         s.next_at = self.node.clock.now()
         return "next"
 
@@ -184,10 +201,12 @@ class Detector:
 
     # -- the calls of a wave, and the answers to them ----------------------------------------------
 
-    def ping(self, target: str) -> str:
-        """Ping ``target`` directly; return ALIVE or UNREACHED."""
+    def ping(self, target: str, timeout: float | None = None) -> str:
+        """Ping ``target`` within ``timeout`` (default: this node's, scaled by its health); ALIVE or UNREACHED."""
+        if timeout is None:
+            timeout = self.node.awareness.scale(self.node.config.timeout)
         try:
-            alive = self._call(target, Ping(self.node.address), self.node.config.timeout).alive
+            alive = self._call(target, Ping(self.node.address), timeout).alive
         except (TransportError, ProtocolError):
             return UNREACHED
         if alive:
@@ -197,7 +216,8 @@ class Detector:
     def _probe(self, helper: str, target: str) -> str:
         """Ask ``helper`` to ping ``target``; return ALIVE, DENIED, or NO_ANSWER (helper silent)."""
         try:
-            alive = self._call(helper, Probe(self.node.address, target), 2 * self.node.config.timeout).alive
+            timeout = 2 * self.node.awareness.scale(self.node.config.timeout)
+            alive = self._call(helper, Probe(self.node.address, target), timeout).alive
         except (TransportError, ProtocolError):
             return NO_ANSWER
         return ALIVE if alive else DENIED
@@ -215,12 +235,18 @@ class Detector:
 
         A Probe's target must be a node this one holds an entry of: a message cannot make a
         node send datagrams or requests to an address of its choosing (ProtocolError, a 400;
-        the asker counts a helper that refuses as silent, which proves nothing).
+        the asker counts a helper that refuses as silent, which proves nothing). A helper
+        that is not healthy (``awareness``) and could not reach the target raises
+        Unconfirmed instead of answering "not alive": its ping may have timed out on it.
         """
         if isinstance(request, Ping) or request.target == self.node.address:
             return Alive(True)
         known = self.node.store.get(request.target, self.node.clock.now())
         if known is None or known.app_name != NODE_APP:
             raise ProtocolError(f"probe target {request.target} is no node known here")
-        return Alive(self.ping(request.target) == ALIVE)
+        if self.ping(request.target, self.node.config.timeout) == ALIVE:
+            return Alive(True)
+        if not self.node.awareness.healthy():
+            raise Unconfirmed(f"probe target {request.target} did not answer, and this node is slow itself")
+        return Alive(False)
 

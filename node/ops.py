@@ -78,6 +78,8 @@ class NodeCollector:
         yield GaugeMetricFamily("sd_registry_entries", "Listed entries (healthy and expired)", value=listed)
         yield GaugeMetricFamily("sd_registry_tombstones", "Deregistrations remembered", value=tombstones)
         yield GaugeMetricFamily("sd_gossip_known_peers", "Live peer nodes known", value=len(n.peers()))
+        yield GaugeMetricFamily("sd_gossip_local_health", "Local health score: 0 healthy; above 0 this node finds "
+                                "itself slow, scales its probe timeouts and marks no one down", value=n.awareness.score)
         yield GaugeMetricFamily("sd_clock_offset_seconds", "Wall-clock offset (testing aid)", value=n.clock.offset)
 
 

@@ -26,6 +26,14 @@ class Exchange:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class RoundDone:
+    """When the last round completed (lease clock) and how many of its exchanges failed."""
+
+    at: float
+    failures: int
+
+
 @dataclass
 class Stats:
     """Counters a node keeps about its gossip; exported by /metrics.
