@@ -414,7 +414,7 @@ def test_metrics_of_a_fresh_node_are_zero(client):
     for name in (
         "sd_gossip_rounds_total", "sd_gossip_exchanges_failed_total", "sd_gossip_bytes_sent_total",
         "sd_gossip_bytes_received_total", "sd_gossip_merges_applied_total", "sd_registry_entries",
-        "sd_registry_tombstones", "sd_gossip_known_peers",
+        "sd_registry_tombstones", "sd_gossip_known_peers", "sd_gossip_local_health",
     ):
         assert m[name] == 0, name
 
