@@ -83,7 +83,7 @@ def test_a_node_whose_rounds_start_late_marks_no_one_down_and_does_once_on_time(
         a.run_round([D], late=a.config.interval)
     assert a.stats.suspicions >= 2 and a.stats.down_marks == 0
     assert D in a.listing()
-    for waves in range(1, b.config.probe_waves + 1):  # a healthy node: as many waves as ever
+    for _ in range(b.config.probe_waves):  # a healthy node: as many waves (rounds) as ever
         assert b.stats.down_marks == 0
         b.run_round([D])
     assert b.stats.down_marks == 1 and D not in b.listing()
