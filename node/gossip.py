@@ -6,7 +6,8 @@ probe waves that are due (``liveness``), drops what is gone, picks peers
 executor is given. The exchange's logic is ``handshake``'s; the node only moves its
 messages over the transport (encoded by ``wire``), merges what they bring into the
 store and counts messages and bytes, once per side. Failures of one peer are counted,
-logged, make the peer a suspect, and never stop the round or the loop. Its ``keyring``
+logged, make the peer a suspect, and never stop the round or the loop; how late a round
+starts and how it ends feed the node's ``awareness`` (its own health). Its ``keyring``
 (from the config's gossip keys and cluster id) signs and checks its messages in the
 transports; a message it refuses is counted by reason and never decoded.
 """

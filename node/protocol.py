@@ -19,6 +19,9 @@ Algorithm in brief
   at rest writes nothing. Liveness comes from the exchanges (``liveness``): a peer that
   fails one and that other peers cannot reach either is *marked down* by a tombstone of its
   entry; a live node that receives its own tombstone re-registers above it (a refutation).
+  A node that finds itself slow (``awareness``, Lifeguard's local health: late rounds,
+  unanswered probes, refutations) waits longer for its pings, marks no one down and never
+  confirms a suspicion as a helper until its score is back to 0.
 * Leases are measured in durations, never in another machine's timestamps. An entry
   carries its *age* on the wire (seconds since the renewal it records); the receiver
   stores ``renewed_at = now - age`` on its own clock. On every node an entry is

@@ -136,7 +136,8 @@ def test_advertised_address():
     assert Config(host="0.0.0.0", port=5000).advertised() == f"{socket.gethostname()}:5000"
 
 
-@pytest.mark.parametrize("field, value", [("probe_fanout", -1), ("probe_waves", 0), ("max_suspects", 0)])
+@pytest.mark.parametrize("field, value", [("probe_fanout", -1), ("probe_waves", 0), ("max_suspects", 0),
+                                          ("health_max", -1)])
 def test_failure_detection_settings_are_checked(field, value):
     with pytest.raises(ConfigError, match=field):
         Config(port=1, **{field: value}).validate()
@@ -156,6 +157,7 @@ def test_eager_push_is_on_by_default_and_turned_off_by_flag_or_env(argv, env, on
 def test_failure_detection_settings_come_from_flags_and_env():
     config = from_args(["--port", "1", "--probe-fanout", "5"], {"SD_PROBE_WAVES": "3", "SD_MAX_SUSPECTS": "2"})
     assert (config.probe_fanout, config.probe_waves, config.max_suspects) == (5, 3, 2)
+    assert from_args(["--port", "1"], {"SD_HEALTH_MAX": "0"}).health_max == 0
 
 
 @pytest.mark.parametrize("value, ok", [
