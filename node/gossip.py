@@ -145,9 +145,9 @@ class Node:
         # exchanges run in parallel (nodes) or one after another (simulation): what one
         # exchange pulls in is passed on from the next round, the same in both.
         snap = self.store.snapshot()
-        send_all = getattr(self.transport, "send_all", None)
-        if self._executor is not None and send_all is not None and len(peers) > 1:
-            done = self._batched(peers, snap, send_all)
+        replies = getattr(self.transport, "replies", None)
+        if self._executor is not None and replies is not None and len(peers) > 1:
+            done = self._batched(peers, snap, replies)
         elif self._executor is not None and len(peers) > 1:
             done = self._in_parallel(peers, snap)
         else:
@@ -165,39 +165,37 @@ class Node:
         return [f.result() if f.done() else Exchange(p, ok=False, error="still running past the deadline")
                 for p, f in zip(peers, futures, strict=True)]
 
-    def _batched(self, peers: list[str], snap: Snapshot, send_all: Callable[..., list]) -> list[Exchange]:
-        """Run the exchanges with the round's summaries sent at once from this thread (``send_all``:
-        ``(requests, timeout)`` to one ``Reply`` or ``TransportError`` per request, in order).
+    def _batched(self, peers: list[str], snap: Snapshot, replies: Callable[..., Iterable]) -> list[Exchange]:
+        """Run the exchanges with the round's summaries sent at once from this thread (``replies``:
+        ``(requests, timeout)`` to ``(index, Reply or TransportError)`` as each comes).
 
         At rest a converged pair ends with the summary's reply, so a round costs no thread
-        hand-off at all; an exchange whose reply asks for a Push goes on in the executor.
+        hand-off at all; an exchange whose reply asks for a Push goes on in the executor at once.
         """
         assert self._executor is not None
         deadline = self.clock.now() + self.config.timeout
         steps = [handshake.Initiator(self.address, snap, self.lease) for _ in peers]
-        now = self.clock.now()
-        replies = send_all([(p, wire.encode(s.start(), now)) for p, s in zip(peers, steps, strict=True)],
-                           max(0.0, deadline - now))
-        done: list[Exchange] = []
+        done = [Exchange(p, ok=False) for p in peers]
         going_on = {}  # index in ``done`` -> the Push step running in the executor
-        for peer, step, reply in zip(peers, steps, replies, strict=True):
-            result = Exchange(peer, ok=False)
-            done.append(result)
-            push: list[wire.Push | None] = [None]
+        now = self.clock.now()
+        for i, reply in replies([(p, wire.encode(s.start(), now)) for p, s in zip(peers, steps, strict=True)],
+                                max(0.0, deadline - now)):
+            result, step = done[i], steps[i]
+            push: list[wire.Push | None] = []
 
-            def first(peer=peer, step=step, reply=reply, result=result, push=push) -> None:
+            def first(reply=reply, result=result, step=step, push=push) -> None:
                 if isinstance(reply, Exception):
                     raise reply
                 result.bytes_sent += reply.sent
                 result.bytes_received += reply.received
-                push[0] = self._push_of(peer, step, reply.body, deadline)
+                push.append(self._push_of(result.peer, step, reply.body, deadline))
 
             if self._settled(result, first, final=False):
                 if push[0] is None:
                     self._ended(result)  # converged: the summary's reply ended it
                 else:
-                    going_on[len(done) - 1] = self._executor.submit(
-                        self._settled, result, partial(self._pushed, peer, step, push[0], deadline, result))
+                    going_on[i] = self._executor.submit(
+                        self._settled, result, partial(self._pushed, result.peer, step, push[0], deadline, result))
         wait(going_on.values(), self.config.timeout + ROUND_SLACK)
         for i, f in going_on.items():
             if not f.done():  # it counts itself when it ends

@@ -5,9 +5,9 @@ kernel drops what does not come from the peer's port, reports ICMP port-unreacha
 once, and every exchange is a new conntrack flow whose first packet goes from initiator
 to responder, as with TCP (one-way cuts by ``--ctdir ORIGINAL`` hold for UDP too).
 
-``send`` waits for one reply; ``send_all`` sends a round's requests at once and reads
-their replies as they come on the calling thread (``select.poll``), so a round at rest
-needs no thread of its own per exchange.
+``send`` waits for one reply; ``replies`` sends a round's requests at once and yields
+their replies as they come, read on the calling thread (``select.poll``), so a round at
+rest needs no thread of its own per exchange, and no exchange waits for a slower one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .keyring import OPEN, REQUEST, Keyring
@@ -63,13 +63,9 @@ class _Batch:
     """The requests of one ``send_all`` and what became of each so far."""
 
     requests: list[_Request]
-    out: list[Reply | TransportError | None] = field(init=False)
-    answers: dict[int, _Answer] = field(default_factory=dict)  # index -> answer datagram
+    answers: dict[int, _Answer] = field(default_factory=dict)  # index -> its TOO_BIG answer
     over_http: list[int] = field(default_factory=list)  # indexes to send over HTTP
     refused: set[int] = field(default_factory=set)  # indexes whose datagram was refused (ICMP)
-
-    def __post_init__(self) -> None:
-        self.out = [None] * len(self.requests)
 
 
 class UdpTransport:
@@ -99,37 +95,41 @@ class UdpTransport:
         return reply
 
     def send_all(self, requests: Sequence[tuple[str, dict]], timeout: float) -> list[Reply | TransportError]:
-        """Send every ``(peer, message)`` at once; return each one's reply or error, in order, within ``timeout``.
+        """Send every ``(peer, message)`` at once; return each one's reply or error, in order, within ``timeout``."""
+        out: list[Reply | TransportError] = [TransportError("no answer")] * len(requests)
+        for i, reply in self.replies(requests, timeout):
+            out[i] = reply
+        return out
 
-        Replies are read on this thread as they come. What one datagram cannot carry, and
-        every request to a peer without UDP, goes over HTTP afterwards, in the time left.
+    def replies(self, requests: Sequence[tuple[str, dict]],
+                timeout: float) -> Iterator[tuple[int, Reply | TransportError]]:
+        """Send every ``(peer, message)`` at once; yield ``(index, reply or error)`` as each is settled.
+
+        Replies are read on this thread and yielded as they come, so the caller can go on
+        with each at once, not after the slowest. What one datagram cannot carry, and every
+        request to a peer without UDP, goes over HTTP after the datagrams, in the time left.
         """
         deadline = time.monotonic() + timeout
         batch = _Batch([self._prepare(peer, message) for peer, message in requests])
         sockets: dict[int, tuple[int, socket.socket]] = {}  # fd -> (request index, socket)
         try:
             for i, req in enumerate(batch.requests):
-                sock = self._start(i, req, batch)
-                if sock is not None:
-                    sockets[sock.fileno()] = (i, sock)
-            self._collect(sockets, batch, deadline)
+                sent = self._start(i, req, batch)
+                if isinstance(sent, socket.socket):
+                    sockets[sent.fileno()] = (i, sent)
+                elif sent is not None:
+                    yield i, sent
+            yield from self._collect(sockets, batch, deadline)
         finally:
             for _, sock in sockets.values():
                 sock.close()
-        for i, answer in batch.answers.items():
-            if answer.kind == KIND_TOO_BIG:
-                batch.over_http.append(i)
-            else:
-                batch.out[i] = self._settle(batch.requests[i], answer)
         for i in sorted(batch.over_http):
             too_big = batch.answers.get(i)
-            batch.out[i] = self._over_http(batch.requests[i], deadline, too_big.size if too_big else 0,
-                                           refused=i in batch.refused)
-        return [r if r is not None else TransportError(f"{q.peer}: no answer")
-                for r, q in zip(batch.out, batch.requests, strict=True)]
+            yield i, self._over_http(batch.requests[i], deadline, too_big.size if too_big else 0,
+                                     refused=i in batch.refused)
 
-    def _start(self, i: int, req: _Request, batch: _Batch) -> socket.socket | None:
-        """Send request ``i`` as a datagram and return its socket; None when it was settled otherwise."""
+    def _start(self, i: int, req: _Request, batch: _Batch) -> socket.socket | TransportError | None:
+        """Send request ``i`` as a datagram and return its socket, or its error; None: it goes over HTTP."""
         if len(req.datagram) > self.max_datagram or self._no_udp.get(req.peer, 0.0) > time.monotonic():
             batch.over_http.append(i)
             return None
@@ -138,12 +138,16 @@ class UdpTransport:
         except _Refused:
             batch.refused.add(i)
             batch.over_http.append(i)
+            return None
         except TransportError as exc:
-            batch.out[i] = self._failed(req.peer, exc)
-        return None
+            return self._failed(req.peer, exc)
 
-    def _collect(self, sockets: dict[int, tuple[int, socket.socket]], batch: _Batch, deadline: float) -> None:
-        """Read answers until every socket has one or ``deadline``; a socket with one is closed and dropped."""
+    def _collect(self, sockets: dict[int, tuple[int, socket.socket]], batch: _Batch,
+                 deadline: float) -> Iterator[tuple[int, Reply | TransportError]]:
+        """Yield answers as they come until every socket has one or ``deadline``; then the timeouts.
+
+        A socket with its answer is closed and dropped; a TOO_BIG answer goes to HTTP later.
+        """
         poller = select.poll()
         for fd in sockets:
             poller.register(fd, select.POLLIN)
@@ -153,24 +157,38 @@ class UdpTransport:
                 break
             for fd, _ in poller.poll(left * 1000):
                 i, sock = sockets[fd]
-                req = batch.requests[i]
-                try:
-                    answer = self._received(sock, req)
-                except _Refused:
-                    batch.refused.add(i)
-                    batch.over_http.append(i)
-                except TransportError as exc:
-                    batch.out[i] = self._failed(req.peer, exc)
-                else:
-                    if answer is None:
-                        continue  # not an answer to this request: keep waiting
-                    batch.answers[i] = answer
+                finished, settled = self._readable(i, sock, batch)
+                if not finished:
+                    continue  # not an answer to this request: keep waiting
                 poller.unregister(fd)
                 del sockets[fd]
                 sock.close()
-        for i, _ in sockets.values():
-            batch.out[i] = self._failed(batch.requests[i].peer, TransportError(
+                if settled is not None:
+                    yield i, settled
+        for i, sock in list(sockets.values()):
+            sock.close()
+            yield i, self._failed(batch.requests[i].peer, TransportError(
                 f"{batch.requests[i].peer}: no reply by the deadline (datagram lost, peer down or cut)"))
+        sockets.clear()
+
+    def _readable(self, i: int, sock: socket.socket, batch: _Batch) -> tuple[bool, Reply | TransportError | None]:
+        """Read request ``i``'s socket: (whether it is done with, its reply or error if settled now)."""
+        req = batch.requests[i]
+        try:
+            answer = self._received(sock, req)
+        except _Refused:
+            batch.refused.add(i)
+            batch.over_http.append(i)
+            return True, None
+        except TransportError as exc:
+            return True, self._failed(req.peer, exc)
+        if answer is None:
+            return False, None
+        if answer.kind == KIND_TOO_BIG:
+            batch.answers[i] = answer
+            batch.over_http.append(i)
+            return True, None
+        return True, self._settle(req, answer)
 
     def _prepare(self, peer: str, message: dict) -> _Request:
         payload = encode(message)

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness.localnode import cluster_of, free_port, stop_all
 from harness.wait import wait_until
 from node.app import build_node, create_app
-from node.clock import FakeClock
+from node.clock import Clock, FakeClock
 from node.config import TEST
 from node.keyring import REQUEST, Keyring, generate_key, parse_keys
 from node.transport import SERVER_IDENT, TransportError
@@ -48,11 +48,11 @@ def make(tmp_path):
     """Build nodes served over UDP (and HTTP, for the fallback) on 127.0.0.1; close them all after."""
     made = []
 
-    def node(name: str, serve_udp: bool = True, parallel: bool = False, **overrides):
+    def node(name: str, serve_udp: bool = True, parallel: bool = False, clock=None, **overrides):
         port = free_port()
         config = dataclasses.replace(TEST, port=port, advertise=f"127.0.0.1:{port}", transport="udp",
                                      db=str(tmp_path / f"{name}.db"), **{"timeout": 1.0, **overrides})
-        n = build_node(config, clock=FakeClock(), parallel=parallel)
+        n = build_node(config, clock=clock or FakeClock(), parallel=parallel)
         web = waitress.create_server(create_app(node=n), host="127.0.0.1", port=port, threads=2, ident=SERVER_IDENT)
         thread = threading.Thread(target=web.run, daemon=True)
         thread.start()
@@ -236,6 +236,24 @@ def test_round_sends_its_summaries_at_once_and_each_exchange_ends_on_its_own(mak
     assert {"10.0.7.1:80", "10.0.7.2:80"} <= a.listing().keys() and "10.0.7.1:80" in c.listing()
     assert a.stats.exchanges_ok == 2 + 1 and a.stats.exchanges_failed == 1  # the one before the round counts
     assert a.stats.bytes_sent == b.stats.bytes_received + c.stats.bytes_received + done[1].bytes_sent
+
+
+def test_an_exchange_of_a_round_goes_on_without_waiting_for_a_silent_one(make):
+    """On the wall clock: the reply of a live peer is taken when it comes, not when the silent
+    peer's deadline has passed (it would be judged late and the push would find no time left)."""
+    a = make("a", parallel=True, clock=Clock(), timeout=0.5)
+    b = make("b", clock=Clock())
+    a.register("10.0.8.1:80", "on-a")
+    black_hole = Peer(lambda req: [])
+
+    try:
+        done = a.run_round(peers=[black_hole.address, b.address])
+    finally:
+        black_hole.close()
+
+    assert [e.ok for e in done] == [False, True], [e.error for e in done]
+    assert done[1].sent >= 1 and "10.0.8.1:80" in b.listing()
+    assert a.stats.late_replies == 0
 
 
 def test_send_all_returns_each_reply_in_request_order():
