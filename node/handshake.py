@@ -31,6 +31,9 @@ class Initiator:
 
     def start(self) -> Summary:
         """Return the first message: the snapshot's bucket hashes."""
+        if self.buckets >= protocol.SHORT_FROM:
+            short, root = self.snap.short_summary_hex(self.buckets)
+            return Summary(self.me, short, root)
         return Summary(self.me, self.snap.summary_hex(self.buckets))
 
     def on_summary_reply(self, reply: SummaryReply, now: float) -> Push | None:
@@ -73,14 +76,45 @@ def respond(
 def answer_summary(snap: Snapshot, summary: Summary, now: float, lease: Lease) -> SummaryReply:
     """Return the buckets in which ``snap`` differs from ``summary`` and the digest of them."""
     nb = len(summary.buckets)
+    if summary.root is not None:
+        return _answer_short(snap, summary, now, lease)
     # A converged pair, in our own spelling: equal without parsing a hash.
     if summary.buckets == snap.cached_summary_hex(nb):
         return CONVERGED
+    theirs = _parsed(summary.buckets)
+    differing = [i for i, h in enumerate(snap.summary(nb)) if h != theirs[i]]
+    return _digest_of(snap, differing, nb, now, lease)
+
+
+def _answer_short(snap: Snapshot, summary: Summary, now: float, lease: Lease) -> SummaryReply:
+    """Answer a short Summary: the root decides; the 32-bit bucket hashes point at what differs.
+
+    When the roots differ but no short hash does (two states whose bucket hashes agree in
+    their low 32 bits: one chance in 2**32 per differing bucket), every bucket is answered.
+    """
+    nb = len(summary.buckets)
+    short, root = snap.short_summary_hex(nb)
+    if summary.root == root:
+        return CONVERGED
     try:
-        theirs = [int(h, 16) for h in summary.buckets]
+        if int(summary.root, 16) == int(root, 16):  # type: ignore[arg-type]  # checked by wire
+            return CONVERGED  # the same hash, spelled otherwise
+    except ValueError:
+        raise ProtocolError("root must be a hex string") from None
+    theirs = _parsed(summary.buckets)
+    differing = [i for i, h in enumerate(short) if int(h, 16) != theirs[i]]
+    return _digest_of(snap, differing or list(range(nb)), nb, now, lease)
+
+
+def _parsed(buckets: Sequence[str]) -> list[int]:
+    try:
+        return [int(h, 16) for h in buckets]
     except (TypeError, ValueError):
         raise ProtocolError("buckets must be hex strings") from None
-    differing = [i for i, h in enumerate(snap.summary(nb)) if h != theirs[i]]
+
+
+def _digest_of(snap: Snapshot, differing: list[int], nb: int, now: float, lease: Lease) -> SummaryReply:
+    """Return the reply naming the ``differing`` buckets with ``snap``'s digest of them."""
     if not differing:
         return CONVERGED
     mine = snap.in_buckets(snap.live(now, lease), nb, set(differing))

@@ -34,7 +34,9 @@ Algorithm in brief
   registration has expired everywhere and cannot bring the instance back.
 * One exchange is a push-pull handshake in two steps. First a summary: addresses fall
   into B buckets (B grows with the number of entries, about 8 per bucket) and the
-  initiator sends, per bucket, the XOR of its entries' stamp hashes. The receiver
+  initiator sends, per bucket, the XOR of its entries' stamp hashes (from 4 buckets on,
+  each cut to 32 bits, beside the full 64-bit XOR of all of them, the *root*, which alone
+  decides whether the pair has converged). The receiver
   answers with its digest ``{address: (version, origin)}`` of the buckets that differ;
   a converged pair stops here, having sent O(B) bytes instead of O(N). Otherwise the
   initiator pushes what the receiver lacks or holds older and names what it wants,
@@ -298,6 +300,20 @@ def stamp_hash(entry: Entry) -> int:
         h = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
         _remember(_stamp_memo, key, h)
     return h
+
+
+SHORT_MASK = 0xFFFFFFFF
+"""A short Summary carries each bucket's hash cut to these 32 bits, beside the full 64-bit root."""
+SHORT_FROM = 4
+"""Bucket count from which a Summary is short: below it, the root costs more than it saves."""
+
+
+def root_hash(bucket_hashes: Sequence[int]) -> int:
+    """Return the XOR of every entry's stamp hash, from any bucket split of them."""
+    root = 0
+    for h in bucket_hashes:
+        root ^= h
+    return root
 
 
 def bucket_hashes(keys: Mapping[str, tuple[int, int]], buckets: int) -> list[int]:

@@ -69,6 +69,8 @@ class Snapshot:
     _peers: _Peers | None = field(default=None, repr=False)
     # bucket count -> the summary as hex strings, as sent (this snapshot only).
     _hex: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    # bucket count -> the short summary and the root as hex strings (this snapshot only).
+    _short: dict[int, tuple[list[str], str]] = field(default_factory=dict, repr=False)
     # name -> (since, until, value) of views built by ``derived`` (this snapshot only).
     _views: dict[str, tuple[float, float, Any]] = field(default_factory=dict, repr=False)
     # Guards ``_buckets`` and ``_members``: responders fill them while a writer copies them.
@@ -111,6 +113,16 @@ class Snapshot:
         cached = self._hex.get(buckets)
         if cached is None:
             cached = self._hex[buckets] = [format(h, "x") for h in self.summary(buckets)]
+        return cached
+
+    def short_summary_hex(self, buckets: int) -> tuple[list[str], str]:
+        """Return ``summary(buckets)`` cut to 32 bits per bucket, and the 64-bit root (the XOR of
+        every entry's stamp hash), as the hex strings a short Summary carries (cached; read-only)."""
+        cached = self._short.get(buckets)
+        if cached is None:
+            full = self.summary(buckets)
+            cached = self._short[buckets] = ([format(h & protocol.SHORT_MASK, "x") for h in full],
+                                             format(protocol.root_hash(full), "x"))
         return cached
 
     def cached_summary_hex(self, buckets: int) -> list[str] | None:

@@ -8,7 +8,8 @@ A request and its reply each travel in one datagram to and from the node's port 
 ``payload`` is the msgpack encoding of the very JSON object ``wire`` builds (the same
 message the HTTP transport sends as JSON), its keys sent as their index in ``WIRE_KEYS``
 (a fixed, append-only table: at rest a message is mostly keys) and a Summary's bucket
-hashes as integers (9 bytes, not up to 17 of hex; decoded back to the same spelling).
+hashes and root as integers (9 bytes, not up to 17 of hex; a short Summary's 32-bit bucket
+hashes 5; decoded back to the same spelling).
 ``id`` is 4 random bytes chosen per request and repeated in its reply, so a reply that
 answers no outstanding request is dropped.
 The envelope is the keyring's (``keyring``): cluster id, and when keyed the raw HMAC of
@@ -69,7 +70,7 @@ RESOLVE_TTL = 10.0
 """Seconds a peer's resolved address is reused (container names are looked up in Docker's DNS)."""
 
 WIRE_KEYS = ("v", "type", "from", "buckets", "digest", "entries", "want", "applied", "target", "alive",
-             "status", "error", "message")
+             "status", "error", "message", "root")
 """Keys of the wire's objects, each sent as its index here. Append-only: an index keeps its key
 for good; a key not in the table travels as a string."""
 _KEY_INDEX = {k: i for i, k in enumerate(WIRE_KEYS)}
@@ -143,6 +144,8 @@ def encode(message: dict) -> bytes:
     index = _KEY_INDEX
     if message.get("type") == SUMMARY and isinstance(message.get("buckets"), list):
         message = {**message, "buckets": [_hex_as_int(h) for h in message["buckets"]]}
+        if "root" in message:
+            message["root"] = _hex_as_int(message["root"])
     return msgpack.packb({index.get(k, k): v for k, v in message.items()}, use_bin_type=True)
 
 
@@ -188,6 +191,8 @@ def _named(obj: dict) -> dict:
         out[k] = v
     if out.get("type") == SUMMARY and isinstance(out.get("buckets"), list):
         out["buckets"] = [format(h, "x") if type(h) is int and h >= 0 else h for h in out["buckets"]]
+        if type(out.get("root")) is int and out["root"] >= 0:
+            out["root"] = format(out["root"], "x")
     return out
 
 

@@ -44,11 +44,15 @@ class Summary:
     """Step 1 (initiator): per bucket, the XOR of its entries' stamp hashes, as hex strings.
 
     The hex spelling is kept as sent: a converged responder compares it with its own
-    spelling without parsing it (read-only).
+    spelling without parsing it (read-only). Short form (``root`` set, from
+    ``protocol.SHORT_FROM`` buckets): each bucket's hash cut to 32 bits, which only point
+    at the buckets that differ, and the full 64-bit hash of all entries, which decides
+    whether the pair has converged.
     """
 
     sender: str
     buckets: Sequence[str]
+    root: str | None = None  # short form: 64-bit hash of all entries; buckets cut to 32 bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,8 @@ def encode(message: Message | LivenessMessage, now: float) -> dict:
     """Return the JSON object that carries ``message``; entry ages are taken at ``now``."""
     v = PROTOCOL_VERSION
     if type(message) is Summary:
+        if message.root is not None:
+            return {"v": v, "type": SUMMARY, "from": message.sender, "buckets": message.buckets, "root": message.root}
         return {"v": v, "type": SUMMARY, "from": message.sender, "buckets": message.buckets}
     if type(message) is SummaryReply:
         if not message.buckets:
@@ -160,7 +166,10 @@ def decode_request(data: object, now: float) -> Request | LivenessRequest:
         buckets = data.get("buckets")
         if not isinstance(buckets, list) or not 1 <= len(buckets) <= MAX_BUCKETS:
             raise ProtocolError(f"buckets must be a list of 1..{MAX_BUCKETS} hex hashes")
-        return Summary(sender, buckets)
+        root = data.get("root")
+        if root is not None and not (type(root) is str and 0 < len(root) <= 16):
+            raise ProtocolError("root must be a hex hash of at most 16 digits")
+        return Summary(sender, buckets, root)
     if kind == PUSH:
         entries = decode_entries(data.get("entries"), now)
         want = data.get("want", [])

@@ -133,3 +133,67 @@ def test_a_summary_with_bad_hex_is_a_protocol_error(pair):
     _, b = pair
     with pytest.raises(ProtocolError, match="hex"):
         respond(b.snapshot(), Summary(A, ["zz", "0"]), T0, LEASE)
+
+
+# -- the short summary: 32-bit bucket hashes, the 64-bit root decides ----------------------------
+
+
+def test_from_four_buckets_a_summary_is_short_and_smaller_on_the_wire(pair):
+    from node import udp
+
+    a, _ = pair
+    steps = Initiator(A, a.snapshot(), LEASE)
+    short = steps.start()
+    full = Summary(A, a.snapshot().summary_hex(steps.buckets))
+
+    assert steps.buckets >= 4 and short.root is not None
+    assert all(int(h, 16) < 2 ** 32 for h in short.buckets) and int(short.root, 16) >= 2 ** 32
+    assert len(udp.encode(wire.encode(short, T0))) < len(udp.encode(wire.encode(full, T0)))
+    assert udp.decode(udp.encode(wire.encode(short, T0))) == wire.encode(short, T0)  # same spelling back
+
+
+def test_a_small_state_sends_full_bucket_hashes_and_no_root():
+    a = Store(LEASE)
+    a.write_local("10.0.0.1:80", T0, int(T0), A, app_name="one")
+    assert Initiator(A, a.snapshot(), LEASE).start().root is None
+
+
+def test_short_hashes_that_collide_cannot_hide_a_difference(pair):
+    """Two states whose bucket hashes agree in their low 32 bits but whose roots differ: the
+    responder cannot tell which bucket differs, so it answers all of them, and the pair converges."""
+    a, b = pair
+    nb = Initiator(A, a.snapshot(), LEASE).buckets
+    b_short, _ = b.snapshot().short_summary_hex(nb)
+    _, a_root = a.snapshot().short_summary_hex(nb)
+
+    reply, _ = respond(b.snapshot(), Summary(A, b_short, a_root), T0, LEASE)
+
+    assert list(reply.buckets) == list(range(nb))
+    assert set(reply.digest) == set(b.live(T0))
+
+
+def test_a_full_summary_without_root_is_still_answered(pair):
+    """A node that sends 64-bit bucket hashes and no root (before the short form) is answered as before."""
+    a, b = pair
+    exchange_by_hand(a, b, T0)
+    b.write_local("10.9.9.8:80", T0 + 1, int(T0), B, app_name="late")
+    nb = Initiator(A, a.snapshot(), LEASE).buckets
+
+    reply, _ = respond(b.snapshot(), Summary(A, a.snapshot().summary_hex(nb)), T0 + 1, LEASE)
+    converged, _ = respond(a.snapshot(), Summary(A, a.snapshot().summary_hex(nb)), T0 + 1, LEASE)
+
+    assert len(reply.buckets) == 1 and "10.9.9.8:80" in reply.digest
+    assert converged == wire.CONVERGED
+
+
+@pytest.mark.parametrize("root", [7, "", "1" * 17])
+def test_a_summary_with_a_bad_root_is_a_protocol_error(root):
+    with pytest.raises(ProtocolError, match="root"):
+        wire.decode_request({"v": wire.PROTOCOL_VERSION, "type": "sum", "from": A, "buckets": ["0"] * 4,
+                             "root": root}, T0)
+
+
+def test_a_summary_with_a_root_that_is_not_hex_is_a_protocol_error(pair):
+    _, b = pair
+    with pytest.raises(ProtocolError, match="root"):
+        respond(b.snapshot(), Summary(A, ["0"] * 16, "zz"), T0, LEASE)
