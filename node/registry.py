@@ -114,11 +114,16 @@ def list_instances():
     return body_response(listing.select(app_name, status), {watch.INDEX_HEADER: str(snap.generation)})
 
 
+FILE_FROM = 64 * 1024
+"""Size from which a listing's body is sent through ``wsgi.file_wrapper`` (see ``body_response``)."""
+
+
 def body_response(body: Body, headers: dict[str, str]) -> Response:
     """Answer with ``body``: gzip-encoded if the client accepts gzip, 304 if it holds this representation already.
 
-    The bytes are handed to the server as a file (``wsgi.file_wrapper``), which sends
-    them from the cached buffer instead of copying them into its own.
+    Bodies of ``FILE_FROM`` bytes or more are handed to the server as a file
+    (``wsgi.file_wrapper``), which sends them from the cached buffer instead of copying
+    them into its own; smaller ones as they are (the wrapper costs more than the copy).
     """
     environ = request.environ
     encoded = body.compressible and accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
@@ -131,7 +136,8 @@ def body_response(body: Body, headers: dict[str, str]) -> Response:
     if encoded:
         headers["Content-Encoding"] = "gzip"
     headers["Content-Length"] = str(len(data))
-    return Response(wrap_file(request.environ, BytesIO(data)), headers=headers, direct_passthrough=True,
+    payload = wrap_file(request.environ, BytesIO(data)) if len(data) >= FILE_FROM else [data]
+    return Response(payload, headers=headers, direct_passthrough=True,
                     mimetype=current_app.json.mimetype)  # type: ignore[attr-defined]
 
 
