@@ -15,6 +15,9 @@ from .protocol import Entry, Lease
 from .snapshot import Snapshot
 from .wire import CONVERGED, ProtocolError, Push, PushReply, Request, Rumor, Summary, SummaryReply
 
+SHORT_FROM = 4
+"""Bucket count from which a Summary is short (``wire.Summary``): below it, the root costs more than it saves."""
+
 
 class Initiator:
     """The initiator's side of one exchange, offering one snapshot.
@@ -31,7 +34,7 @@ class Initiator:
 
     def start(self) -> Summary:
         """Return the first message: the snapshot's bucket hashes."""
-        if self.buckets >= protocol.SHORT_FROM:
+        if self.buckets >= SHORT_FROM:
             short, root = self.snap.short_summary_hex(self.buckets)
             return Summary(self.me, short, root)
         return Summary(self.me, self.snap.summary_hex(self.buckets))

@@ -302,20 +302,6 @@ def stamp_hash(entry: Entry) -> int:
     return h
 
 
-SHORT_MASK = 0xFFFFFFFF
-"""A short Summary carries each bucket's hash cut to these 32 bits, beside the full 64-bit root."""
-SHORT_FROM = 4
-"""Bucket count from which a Summary is short: below it, the root costs more than it saves."""
-
-
-def root_hash(bucket_hashes: Sequence[int]) -> int:
-    """Return the XOR of every entry's stamp hash, from any bucket split of them."""
-    root = 0
-    for h in bucket_hashes:
-        root ^= h
-    return root
-
-
 def bucket_hashes(keys: Mapping[str, tuple[int, int]], buckets: int) -> list[int]:
     """Return per bucket the XOR of stamp hashes; ``keys`` maps address -> (key, hash)."""
     out = [0] * buckets

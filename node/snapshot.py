@@ -14,6 +14,8 @@ listing) are built at most once per snapshot and validity window.
 from __future__ import annotations
 
 import bisect
+import functools
+import operator
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from .protocol import Entry, Lease
 
 _CACHED_COUNTS = 3
 """Bucket counts cached per snapshot (peers of other sizes ask for other counts)."""
+SHORT_MASK = 0xFFFFFFFF
+"""A short Summary carries each bucket's hash cut to these 32 bits, beside the full 64-bit root."""
 
 T = TypeVar("T")
 
@@ -121,8 +125,8 @@ class Snapshot:
         cached = self._short.get(buckets)
         if cached is None:
             full = self.summary(buckets)
-            cached = self._short[buckets] = ([format(h & protocol.SHORT_MASK, "x") for h in full],
-                                             format(protocol.root_hash(full), "x"))
+            cached = self._short[buckets] = ([format(h & SHORT_MASK, "x") for h in full],
+                                             format(functools.reduce(operator.xor, full, 0), "x"))
         return cached
 
     def cached_summary_hex(self, buckets: int) -> list[str] | None:

@@ -45,7 +45,7 @@ class Summary:
 
     The hex spelling is kept as sent: a converged responder compares it with its own
     spelling without parsing it (read-only). Short form (``root`` set, from
-    ``protocol.SHORT_FROM`` buckets): each bucket's hash cut to 32 bits, which only point
+    ``handshake.SHORT_FROM`` buckets): each bucket's hash cut to 32 bits, which only point
     at the buckets that differ, and the full 64-bit hash of all entries, which decides
     whether the pair has converged.
     """
