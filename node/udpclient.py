@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .keyring import OPEN, REQUEST, Keyring
 from .transport import Forbidden, HttpTransport, Reply, Transport, TransportError, check_reply
@@ -56,16 +56,6 @@ class _Request:
     rid: bytes
     seal: dict[str, str]
     datagram: bytes
-
-
-@dataclass
-class _Batch:
-    """The requests of one ``send_all`` and what became of each so far."""
-
-    requests: list[_Request]
-    answers: dict[int, _Answer] = field(default_factory=dict)  # index -> its TOO_BIG answer
-    over_http: list[int] = field(default_factory=list)  # indexes to send over HTTP
-    refused: set[int] = field(default_factory=set)  # indexes whose datagram was refused (ICMP)
 
 
 class UdpTransport:
@@ -106,47 +96,39 @@ class UdpTransport:
         """Send every ``(peer, message)`` at once; yield ``(index, reply or error)`` as each is settled.
 
         Replies are read on this thread and yielded as they come, so the caller can go on
-        with each at once, not after the slowest. What one datagram cannot carry, and every
-        request to a peer without UDP, goes over HTTP after the datagrams, in the time left.
+        with each at once, not after the slowest. A request too big for a datagram, or to a
+        peer without UDP, goes over HTTP once the datagrams are out; a reply too big for one
+        (TOO_BIG) is asked again over HTTP when it comes: each within the same deadline.
         """
         deadline = time.monotonic() + timeout
-        batch = _Batch([self._prepare(peer, message) for peer, message in requests])
+        prepared = [self._prepare(peer, message) for peer, message in requests]
         sockets: dict[int, tuple[int, socket.socket]] = {}  # fd -> (request index, socket)
+        over_http: list[tuple[int, bool]] = []  # (index, refused as a datagram)
         try:
-            for i, req in enumerate(batch.requests):
-                sent = self._start(i, req, batch)
-                if isinstance(sent, socket.socket):
-                    sockets[sent.fileno()] = (i, sent)
-                elif sent is not None:
-                    yield i, sent
-            yield from self._collect(sockets, batch, deadline)
+            for i, req in enumerate(prepared):
+                if len(req.datagram) > self.max_datagram or self._no_udp.get(req.peer, 0.0) > time.monotonic():
+                    over_http.append((i, False))
+                    continue
+                try:
+                    sock = self._sent(req)
+                except _Refused:
+                    over_http.append((i, True))
+                except TransportError as exc:
+                    yield i, self._failed(req.peer, exc)
+                else:
+                    sockets[sock.fileno()] = (i, sock)
+            for i, refused in over_http:
+                yield i, self._over_http(prepared[i], deadline, 0, refused=refused)
+            yield from self._collect(sockets, prepared, deadline)
         finally:
             for _, sock in sockets.values():
                 sock.close()
-        for i in sorted(batch.over_http):
-            too_big = batch.answers.get(i)
-            yield i, self._over_http(batch.requests[i], deadline, too_big.size if too_big else 0,
-                                     refused=i in batch.refused)
 
-    def _start(self, i: int, req: _Request, batch: _Batch) -> socket.socket | TransportError | None:
-        """Send request ``i`` as a datagram and return its socket, or its error; None: it goes over HTTP."""
-        if len(req.datagram) > self.max_datagram or self._no_udp.get(req.peer, 0.0) > time.monotonic():
-            batch.over_http.append(i)
-            return None
-        try:
-            return self._sent(req)
-        except _Refused:
-            batch.refused.add(i)
-            batch.over_http.append(i)
-            return None
-        except TransportError as exc:
-            return self._failed(req.peer, exc)
-
-    def _collect(self, sockets: dict[int, tuple[int, socket.socket]], batch: _Batch,
+    def _collect(self, sockets: dict[int, tuple[int, socket.socket]], prepared: list[_Request],
                  deadline: float) -> Iterator[tuple[int, Reply | TransportError]]:
         """Yield answers as they come until every socket has one or ``deadline``; then the timeouts.
 
-        A socket with its answer is closed and dropped; a TOO_BIG answer goes to HTTP later.
+        A socket with its answer is closed and dropped.
         """
         poller = select.poll()
         for fd in sockets:
@@ -157,38 +139,32 @@ class UdpTransport:
                 break
             for fd, _ in poller.poll(left * 1000):
                 i, sock = sockets[fd]
-                finished, settled = self._readable(i, sock, batch)
-                if not finished:
+                settled = self._readable(sock, prepared[i], deadline)
+                if settled is None:
                     continue  # not an answer to this request: keep waiting
                 poller.unregister(fd)
                 del sockets[fd]
                 sock.close()
-                if settled is not None:
-                    yield i, settled
+                yield i, settled
         for i, sock in list(sockets.values()):
             sock.close()
-            yield i, self._failed(batch.requests[i].peer, TransportError(
-                f"{batch.requests[i].peer}: no reply by the deadline (datagram lost, peer down or cut)"))
+            yield i, self._failed(prepared[i].peer, TransportError(
+                f"{prepared[i].peer}: no reply by the deadline (datagram lost, peer down or cut)"))
         sockets.clear()
 
-    def _readable(self, i: int, sock: socket.socket, batch: _Batch) -> tuple[bool, Reply | TransportError | None]:
-        """Read request ``i``'s socket: (whether it is done with, its reply or error if settled now)."""
-        req = batch.requests[i]
+    def _readable(self, sock: socket.socket, req: _Request, deadline: float) -> Reply | TransportError | None:
+        """Read ``req``'s socket: its reply or error, asked again over HTTP if need be; None: nothing for it."""
         try:
             answer = self._received(sock, req)
         except _Refused:
-            batch.refused.add(i)
-            batch.over_http.append(i)
-            return True, None
+            return self._over_http(req, deadline, 0, refused=True)
         except TransportError as exc:
-            return True, self._failed(req.peer, exc)
+            return self._failed(req.peer, exc)
         if answer is None:
-            return False, None
+            return None
         if answer.kind == KIND_TOO_BIG:
-            batch.answers[i] = answer
-            batch.over_http.append(i)
-            return True, None
-        return True, self._settle(req, answer)
+            return self._over_http(req, deadline, answer.size)
+        return self._settle(req, answer)
 
     def _prepare(self, peer: str, message: dict) -> _Request:
         payload = encode(message)

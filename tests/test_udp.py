@@ -256,6 +256,22 @@ def test_an_exchange_of_a_round_goes_on_without_waiting_for_a_silent_one(make):
     assert a.stats.late_replies == 0
 
 
+def test_a_reply_too_big_for_a_datagram_is_asked_over_http_without_waiting_for_a_silent_peer(make):
+    a = make("a", parallel=True, clock=Clock(), timeout=0.5, max_datagram=512)
+    b = make("b", clock=Clock(), max_datagram=512)
+    for i in range(30):
+        b.register(f"10.0.9.{i}:80", "bulk")  # b's digest of them does not fit: "too big", then HTTP
+    black_hole = Peer(lambda req: [])
+
+    try:
+        done = a.run_round(peers=[black_hole.address, b.address])
+    finally:
+        black_hole.close()
+
+    assert [e.ok for e in done] == [False, True], [e.error for e in done]
+    assert done[1].received >= 30 and a.transport.fallbacks >= 1
+
+
 def test_send_all_returns_each_reply_in_request_order():
     late = Peer(lambda req: [(0.2, reply_to(req, {"v": 1, "who": "late"}))])
     soon = Peer(lambda req: [(0, reply_to(req, {"v": 1, "who": "soon"}))])
