@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
+from typing import TypeVar
 
 from . import handshake, rumor, validation, versions, wire
 from .awareness import Awareness
@@ -35,10 +36,11 @@ from .snapshot import Snapshot
 from .stats import Exchange as Exchange  # re-exported: the outcome of ``Node.exchange``
 from .stats import RoundDone, Stats
 from .store import Store, Written
-from .transport import ReplyRejected, Transport, TransportError
+from .transport import Reply, ReplyRejected, Transport, TransportError
 from .wire import ProtocolError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LateReply(TransportError):
@@ -181,21 +183,14 @@ class Node:
         for i, reply in replies([(p, wire.encode(s.start(), now)) for p, s in zip(peers, steps, strict=True)],
                                 max(0.0, deadline - now)):
             result, step = done[i], steps[i]
-            push: list[wire.Push | None] = []
-
-            def first(reply=reply, result=result, step=step, push=push) -> None:
-                if isinstance(reply, Exception):
-                    raise reply
-                result.bytes_sent += reply.sent
-                result.bytes_received += reply.received
-                push.append(self._push_of(result.peer, step, reply.body, deadline))
-
-            if self._settled(result, first, final=False):
-                if push[0] is None:
-                    self._ended(result)  # converged: the summary's reply ended it
-                else:
-                    going_on[i] = self._executor.submit(
-                        self._settled, result, partial(self._pushed, result.peer, step, push[0], deadline, result))
+            ok, push = self._settled(result, partial(self._answered, result, step, reply, deadline), final=False)
+            if not ok:
+                continue
+            if push is None:
+                self._ended(result)  # converged: the summary's reply ended it
+            else:
+                going_on[i] = self._executor.submit(
+                    self._settled, result, partial(self._pushed, result.peer, step, push, deadline, result))
         wait(going_on.values(), self.config.timeout + ROUND_SLACK)
         for i, f in going_on.items():
             if not f.done():  # it counts itself when it ends
@@ -218,15 +213,24 @@ class Node:
         self._settled(result, run)
         return result
 
-    def _settled(self, result: Exchange, run: Callable[[], None], final: bool = True) -> bool:
-        """Run (a step of) ``result``'s exchange and return whether it succeeded; never raises.
+    def _answered(self, result: Exchange, steps: handshake.Initiator, reply: Reply | TransportError,
+                  deadline: float) -> wire.Push | None:
+        """Take a Summary's ``reply`` (or its error) in a batched round: the Push it calls for, or None."""
+        if isinstance(reply, TransportError):
+            raise reply
+        result.bytes_sent += reply.sent
+        result.bytes_received += reply.received
+        return self._push_of(result.peer, steps, reply.body, deadline)
+
+    def _settled(self, result: Exchange, run: Callable[[], T], final: bool = True) -> tuple[bool, T | None]:
+        """Run (a step of) ``result``'s exchange; return whether it succeeded, and what it returned.
 
         A failure is logged, counted, makes the peer a suspect and ends the exchange. A
         success ends it when ``final`` (else the caller goes on, or calls ``_ended``).
         """
         peer = result.peer
         try:
-            run()
+            value = run()
         except (TransportError, ProtocolError) as exc:
             if isinstance(exc, ReplyRejected):
                 self.stats.reject(exc.reason)
@@ -240,9 +244,9 @@ class Node:
         else:
             if final:
                 self._ended(result)
-            return True
+            return True, value
         self._count(result)
-        return False
+        return False, None
 
     def _ended(self, result: Exchange) -> None:
         """End an exchange that succeeded: vouch for its peer, count it."""

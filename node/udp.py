@@ -169,15 +169,6 @@ def decode(payload: bytes) -> object:
         raise ValueError(f"payload is not msgpack: {type(exc).__name__}: {exc}") from None
 
 
-def message_type(payload: bytes) -> object:
-    """Return the ``type`` a payload's message names, or None: a look for dispatch, nothing checked."""
-    try:
-        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except _DECODE_ERRORS:
-        return None
-    return obj.get(_KEY_INDEX["type"], obj.get("type")) if isinstance(obj, dict) else None
-
-
 def _named(obj: dict) -> dict:
     """Return a decoded map with its index keys replaced by their names; raise ValueError on others."""
     out = {}

@@ -15,6 +15,7 @@ import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from .keyring import CLUSTER_HEADER, REPLY, REQUEST, SIGNATURE_HEADER, Rejected
 from .transport import Endpoint
@@ -29,7 +30,6 @@ from .udp import (
     decode,
     encode,
     error_datagram,
-    message_type,
     pack,
     unpack,
 )
@@ -96,76 +96,96 @@ class UdpServer:
                     return
                 log.debug("udp receive failed: %s", exc)
                 continue
-            if _kind_of(data) in INLINE:
-                self._serve(data, source)
-                continue
-            if not self._slots.acquire(blocking=False):
-                log.warning("gossip datagram from %s dropped: %d already waiting", source, self.backlog)
-                continue
             try:
-                self._pool.submit(self._serve_pooled, data, source)
-            except RuntimeError:  # pool shut down under us
-                self._slots.release()
-                return
+                admitted = self._admit(data)
+            except Exception:  # noqa: BLE001 - one datagram never stops the server
+                log.exception("gossip datagram from %s failed", source)
+                continue
+            if not isinstance(admitted, _Admitted):
+                self._send(admitted, source)
+            elif admitted.type in INLINE:
+                self._send(self._respond(admitted), source)
+            elif not self._slots.acquire(blocking=False):
+                log.warning("gossip datagram from %s dropped: %d already waiting", source, self.backlog)
+            else:
+                try:
+                    self._pool.submit(self._serve_pooled, admitted, source)
+                except RuntimeError:  # pool shut down under us
+                    self._slots.release()
+                    return
 
-    def _serve_pooled(self, data: bytes, source: tuple) -> None:
+    def _serve_pooled(self, admitted: _Admitted, source: tuple) -> None:
         try:
-            self._serve(data, source)
+            self._send(self._respond(admitted), source)
+        except Exception:  # noqa: BLE001 - one datagram never stops the server
+            log.exception("gossip datagram from %s failed", source)
         finally:
             self._slots.release()
 
-    def _serve(self, data: bytes, source: tuple) -> None:
+    def _send(self, out: bytes | None, source: tuple) -> None:
+        if out is None:
+            return
         try:
-            out = self.answer(data)
-            if out is not None:
-                self.sock.sendto(out, source)
+            self.sock.sendto(out, source)
         except OSError as exc:  # the way back is cut: the sender will time out
             log.debug("answer to %s not sent: %s", source, exc)
-        except Exception:  # noqa: BLE001 - one datagram never stops the server
-            log.exception("gossip datagram from %s failed", source)
 
     def answer(self, data: bytes) -> bytes | None:
         """Return the datagram answering ``data``, or None when it is to be dropped unanswered."""
+        admitted = self._admit(data)
+        return self._respond(admitted) if isinstance(admitted, _Admitted) else admitted
+
+    def _admit(self, data: bytes) -> _Admitted | bytes | None:
+        """Check and decode ``data``: the request to answer, or its final answer (ERROR datagram; None: drop)."""
         try:
             request = unpack(data)
         except BadDatagram:
             return None
         if request.kind != KIND_REQUEST:
             return None  # a reply that found its socket closed (late), or noise
-        keyring, rid, limit = self.endpoint.keyring, request.id, AMPLIFICATION * len(data)
+        keyring, limit = self.endpoint.keyring, AMPLIFICATION * len(data)
         headers = request.headers()
         try:  # before decoding: a refused message never reaches the store
             keyring.check(request.signed, headers, REQUEST)
         except Rejected as exc:
             self.endpoint.rejected(exc.reason)
             log.info("gossip datagram refused (%s): %s", exc.reason, exc)
-            return error_datagram(rid, keyring.cluster, 403, "forbidden", f"gossip message refused: {exc}", limit)
+            return error_datagram(request.id, keyring.cluster, 403, "forbidden", f"gossip message refused: {exc}",
+                                  limit)
         try:
-            reply = self.endpoint.handle(decode(request.payload))  # type: ignore[arg-type]
+            message = decode(request.payload)
+        except ValueError as exc:
+            return error_datagram(request.id, keyring.cluster, 400, "bad_request", f"bad gossip message: {exc}", limit)
+        return _Admitted(len(data), request.id, headers.get(SIGNATURE_HEADER, ""), message)
+
+    def _respond(self, admitted: _Admitted) -> bytes | None:
+        """Return the datagram answering an admitted request (signed reply, TOO_BIG, or ERROR)."""
+        keyring, rid, limit = self.endpoint.keyring, admitted.id, AMPLIFICATION * admitted.size
+        try:
+            reply = self.endpoint.handle(admitted.message)  # type: ignore[arg-type]
         except (ValueError, TypeError, RecursionError) as exc:  # ProtocolError is a ValueError
             return error_datagram(rid, keyring.cluster, 400, "bad_request", f"bad gossip message: {exc}", limit)
         except Exception as exc:  # noqa: BLE001 - answer 500, log, keep serving
             log.exception("gossip handler failed")
             return error_datagram(rid, keyring.cluster, 500, "internal_error", f"{type(exc).__name__}: {exc}", limit)
         payload = encode(reply)
-        seal = keyring.seal(rid + payload, REPLY, headers.get(SIGNATURE_HEADER, ""))
-        out = pack(KIND_REPLY, rid, seal, payload)
+        out = pack(KIND_REPLY, rid, keyring.seal(rid + payload, REPLY, admitted.signature), payload)
         if len(out) > min(self.max_datagram, limit):
             out = pack(KIND_TOO_BIG, rid, {CLUSTER_HEADER: keyring.cluster})
-        self.endpoint.served(len(data), len(out))
+        self.endpoint.served(admitted.size, len(out))
         return out
 
 
-def _kind_of(data: bytes) -> object:
-    """Return the ``type`` of a request datagram's message without checking or decoding it, or None.
+@dataclass(frozen=True)
+class _Admitted:
+    """A request datagram whose envelope passed the keyring and whose payload decoded."""
 
-    A cheap look for dispatch only: the message is checked and decoded by ``answer``
-    whichever thread runs it, so a datagram that lies here is refused there all the same.
-    """
-    try:
-        datagram = unpack(data)
-        if datagram.kind != KIND_REQUEST:
-            return None
-        return message_type(datagram.payload)
-    except BadDatagram:
-        return None
+    size: int  # bytes of the datagram
+    id: bytes
+    signature: str  # the request's signature header, which the reply's seal covers
+    message: object
+
+    @property
+    def type(self) -> object:
+        """The message's ``type``, for dispatch (checked by the handler, not here)."""
+        return self.message.get("type") if isinstance(self.message, dict) else None

@@ -238,18 +238,23 @@ def test_round_sends_its_summaries_at_once_and_each_exchange_ends_on_its_own(mak
     assert a.stats.bytes_sent == b.stats.bytes_received + c.stats.bytes_received + done[1].bytes_sent
 
 
+def round_beside_a_black_hole(node, *peers: str):
+    """Run ``node``'s round with a peer that never answers first, then ``peers``; return its exchanges."""
+    black_hole = Peer(lambda req: [])
+    try:
+        return node.run_round(peers=[black_hole.address, *peers])
+    finally:
+        black_hole.close()
+
+
 def test_an_exchange_of_a_round_goes_on_without_waiting_for_a_silent_one(make):
     """On the wall clock: the reply of a live peer is taken when it comes, not when the silent
     peer's deadline has passed (it would be judged late and the push would find no time left)."""
     a = make("a", parallel=True, clock=Clock(), timeout=0.5)
     b = make("b", clock=Clock())
     a.register("10.0.8.1:80", "on-a")
-    black_hole = Peer(lambda req: [])
 
-    try:
-        done = a.run_round(peers=[black_hole.address, b.address])
-    finally:
-        black_hole.close()
+    done = round_beside_a_black_hole(a, b.address)
 
     assert [e.ok for e in done] == [False, True], [e.error for e in done]
     assert done[1].sent >= 1 and "10.0.8.1:80" in b.listing()
@@ -261,12 +266,8 @@ def test_a_reply_too_big_for_a_datagram_is_asked_over_http_without_waiting_for_a
     b = make("b", clock=Clock(), max_datagram=512)
     for i in range(30):
         b.register(f"10.0.9.{i}:80", "bulk")  # b's digest of them does not fit: "too big", then HTTP
-    black_hole = Peer(lambda req: [])
 
-    try:
-        done = a.run_round(peers=[black_hole.address, b.address])
-    finally:
-        black_hole.close()
+    done = round_beside_a_black_hole(a, b.address)
 
     assert [e.ok for e in done] == [False, True], [e.error for e in done]
     assert done[1].received >= 30 and a.transport.fallbacks >= 1
