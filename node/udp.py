@@ -64,11 +64,6 @@ MAX_UDP_PAYLOAD = 65507
 """Largest datagram IPv4 carries."""
 AMPLIFICATION = 4
 """A reply datagram is at most this many times the request's size (else TOO_BIG: HTTP)."""
-NO_UDP_TTL = 60.0
-"""Seconds a peer that refused a datagram (ICMP port unreachable) is asked over HTTP only."""
-RESOLVE_TTL = 10.0
-"""Seconds a peer's resolved address is reused (container names are looked up in Docker's DNS)."""
-
 WIRE_KEYS = ("v", "type", "from", "buckets", "digest", "entries", "want", "applied", "target", "alive",
              "status", "error", "message", "root")
 """Keys of the wire's objects, each sent as its index here. Append-only: an index keeps its key

@@ -91,6 +91,7 @@ def test_up_creates_a_labelled_network_and_labelled_containers_on_localhost_port
         assert kw["networking_config"]["sd-t"]["IPv4Address"] == str(subnet.network_address + 10 + k)
         assert kw["environment"]["SD_ADVERTISE"] == f"n{k}:5000"
         assert kw["cap_add"] == ["NET_ADMIN"]
+        assert kw["healthcheck"] == {"test": ["NONE"]}  # the harness probes /health itself
     assert created["sd-t-n1"]["environment"]["SD_SEEDS"] == "n2:5000"
     assert created["sd-t-n3"]["environment"]["SD_SEEDS"] == "n1:5000,n2:5000"
     assert {v.labels["sd.node"] for v in docker_client.volumes.list()} == {"n1", "n2", "n3"}
