@@ -88,6 +88,10 @@ class Config:
     # Push what changes the store at once to ``fanout`` members, besides the rounds
     # (node/rumor.py); off, news travels with the rounds' exchanges only.
     eager_push: bool = True
+    # Peers per round once this node's store has not changed for SETTLE_ROUNDS rounds
+    # (membership.Pace), with eager push on: anti-entropy at rest, while pushes carry news.
+    # 0: always ``fanout``.
+    rest_fanout: int = 1
     # Serve /admin/* (the clock offset); off, they answer 403.
     enable_admin: bool = False
     # -- failure detection (node/liveness.py); node entries are not leased --
@@ -157,7 +161,7 @@ class Config:
             check_cluster(self.cluster)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        for name in ("probe_fanout", "health_max"):
+        for name in ("probe_fanout", "health_max", "rest_fanout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -215,6 +219,7 @@ _FIELDS: dict[str, tuple[type, str]] = {
     "transport": (str, "how gossip is sent: udp (datagrams, HTTP for big ones) or http"),
     "max-datagram": (int, "largest gossip datagram in bytes; bigger messages go over HTTP"),
     "eager-push": (bool, "push news to fanout peers as soon as it changes the store (--no-eager-push: rounds only)"),
+    "rest-fanout": (int, "peers per round once the store has been still for 10 rounds, with eager push (0: fanout)"),
     "enable-admin": (bool, "serve /admin/* (clock offset); off by default"),
     # failure detection
     "probe-fanout": (int, "peers asked to probe a suspect indirectly"),

@@ -1,8 +1,8 @@
 """A registry node: its store, its gossip rounds, and the endpoint peers talk to.
 
 A round re-registers this node if its entry is missing or marked down, starts the
-probe waves that are due (``liveness``), drops what is gone, picks peers
-(``membership.select_targets``) and runs one exchange with each, concurrently when an
+probe waves that are due (``liveness``), drops what is gone, picks peers (``membership``:
+``select_targets``, as many as ``Pace`` says) and runs one exchange with each, concurrently when an
 executor is given. The exchange's logic is ``handshake``'s; the node only moves its
 messages over the transport (encoded by ``wire``), merges what they bring into the
 store and counts messages and bytes, once per side. Failures of one peer are counted,
@@ -30,7 +30,7 @@ from .clock import Clock
 from .config import Config
 from .keyring import Keyring, parse_keys
 from .liveness import Detector
-from .membership import NEW_PEER_LIMIT, Members, admit, select_targets
+from .membership import NEW_PEER_LIMIT, Members, Pace, admit, select_targets
 from .protocol import NODE_APP, Entry, Lease
 from .snapshot import Snapshot
 from .stats import Exchange as Exchange  # re-exported: the outcome of ``Node.exchange``
@@ -77,6 +77,7 @@ class Node:
         self.detector = Detector(self, self._probes)
         self.awareness = Awareness(config.health_max)  # local health: is this node the slow one?
         self.members = Members(config.seeds)  # peers seen first-hand (``membership``)
+        self.pace = Pace(config.fanout, config.rest_fanout if config.eager_push else 0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at: float | None = None  # when the loop started (lease clock); None: not started
@@ -142,7 +143,8 @@ class Node:
             if suspects:  # being probed: another exchange would only stall this round
                 live = [p for p in live if p not in suspects]
             members, candidates = self.members.split(live)
-            peers = select_targets(self.rng, members, candidates, self.config.seeds, self.address, self.config.fanout)
+            fanout = self.pace.next(self.store.snapshot().generation)  # full while the store changes
+            peers = select_targets(self.rng, members, candidates, self.config.seeds, self.address, fanout)
         # Every exchange of a round offers the state the round started with, whether the
         # exchanges run in parallel (nodes) or one after another (simulation): what one
         # exchange pulls in is passed on from the next round, the same in both.
@@ -315,8 +317,7 @@ class Node:
 
     def _within_reach(self, entries: Iterable[Entry]) -> list[Entry]:
         """Return the entries whose version is within reach of this node's clock; count the others."""
-        entries = list(entries)
-        clock = self.store.snapshot().clock
+        entries, clock = list(entries), self.store.snapshot().clock
         fit = [e for e in entries if versions.within_reach(e.version, clock)]
         if len(fit) < len(entries):
             self.stats.refuse(versions.VERSION_JUMP, len(entries) - len(fit))

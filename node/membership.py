@@ -96,6 +96,35 @@ def select_targets(
     return peers
 
 
+SETTLE_ROUNDS = 10
+"""Rounds without a change to the store after which a node gossips at its rest fanout."""
+
+
+class Pace:
+    """How many peers a round asks: ``fanout`` while this node's store changes, ``rest`` once it is still.
+
+    The store is still when its generation has not moved for ``settle`` rounds: no write,
+    merge or sweep here. Eager push carries each write to every node at once, and every
+    node it changes is busy again (full fanout) for the next ``settle`` rounds, which
+    repairs a lost push with anti-entropy as before; at rest ``rest`` exchanges a round
+    still find any difference the pushes missed (memberlist does the same with one probe per
+    period and a push-pull every 30 s). ``rest`` 0: always ``fanout`` (used without eager push).
+    """
+
+    def __init__(self, fanout: int, rest: int = 0, settle: int = SETTLE_ROUNDS) -> None:
+        self.full, self.rest, self.settle = fanout, min(rest, fanout), settle
+        self._generation: int | None = None
+        self._still = 0  # rounds since the generation last moved
+
+    def next(self, generation: int) -> int:
+        """Return the fanout of a round starting with the store at ``generation``."""
+        if generation != self._generation:
+            self._generation, self._still = generation, 0
+        else:
+            self._still += 1
+        return self.rest if self.rest and self._still >= self.settle else self.full
+
+
 def admit(entries: Iterable[Entry], held: Mapping[str, Entry], me: str, limit: int) -> tuple[list[Entry], int]:
     """Return the entries one message may merge and how many it may not.
 

@@ -154,6 +154,14 @@ def test_eager_push_is_on_by_default_and_turned_off_by_flag_or_env(argv, env, on
     assert from_args(["--port", "1", *argv], env).eager_push is on
 
 
+def test_the_rest_fanout_is_one_by_default_set_by_flag_or_env_and_never_negative():
+    assert from_args(["--port", "1"], {}).rest_fanout == 1
+    assert from_args(["--port", "1", "--rest-fanout", "0"], {}).rest_fanout == 0
+    assert from_args(["--port", "1"], {"SD_REST_FANOUT": "2"}).rest_fanout == 2
+    with pytest.raises(ConfigError, match="rest_fanout"):
+        Config(port=1, rest_fanout=-1).validate()
+
+
 def test_failure_detection_settings_come_from_flags_and_env():
     config = from_args(["--port", "1", "--probe-fanout", "5"], {"SD_PROBE_WAVES": "3", "SD_MAX_SUSPECTS": "2"})
     assert (config.probe_fanout, config.probe_waves, config.max_suspects) == (5, 3, 2)

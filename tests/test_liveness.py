@@ -13,6 +13,7 @@ from node import wire
 from node.app import build_node, create_app
 from node.config import TEST
 from node.gossip import lease_of
+from node.membership import SETTLE_ROUNDS
 from node.protocol import NODE_APP
 from node.store import Store
 
@@ -179,7 +180,7 @@ def test_suspicions_are_bounded_per_peer_and_in_number():
 
 def test_a_converged_cluster_at_rest_writes_nothing_and_exchanges_one_summary(monkeypatch):
     c = converged(20)
-    c.step(5)
+    c.step(5 + SETTLE_ROUNDS)  # every store still for SETTLE_ROUNDS rounds: rounds at the rest fanout
     before = {x: (c.node(x).store.snapshot().clock, c.node(x).store.snapshot().generation) for x in c.nodes}
     kinds: list[object] = []
     deliver = c.network.deliver
@@ -192,7 +193,27 @@ def test_a_converged_cluster_at_rest_writes_nothing_and_exchanges_one_summary(mo
     c.step(100)  # 20 virtual seconds: three times the client lease
     after = {x: (c.node(x).store.snapshot().clock, c.node(x).store.snapshot().generation) for x in c.nodes}
     assert after == before
-    assert len(kinds) == 100 * 20 * SIM.fanout and set(kinds) == {wire.SUMMARY}
+    assert len(kinds) == 100 * 20 * SIM.rest_fanout and set(kinds) == {wire.SUMMARY}
+
+
+def test_a_write_at_rest_brings_the_fanout_back_and_a_write_whose_pushes_are_lost_still_spreads(monkeypatch):
+    c = converged(20)
+    c.step(5 + SETTLE_ROUNDS)
+    writer = c.node("n7")
+    monkeypatch.setattr(writer.rumors, "enabled", False)  # its pushes are lost: the rounds must carry it
+    c.register("n7", "10.3.0.7:80", "web")
+    done = writer.run_round()
+    assert len(done) == SIM.fanout  # the store just changed: full fanout
+    assert c.run_until(lambda: len(c.holders("10.3.0.7:80")) == 20, max_rounds=12) is not None
+    c.step(SETTLE_ROUNDS + 1)
+    assert len(writer.run_round()) == SIM.rest_fanout  # still again
+
+
+@pytest.mark.parametrize("config", [{"eager_push": False}, {"rest_fanout": 0}])
+def test_without_eager_push_or_a_rest_fanout_rounds_at_rest_keep_the_full_fanout(config):
+    c = converged(10, **config)
+    c.step(5 + SETTLE_ROUNDS)
+    assert [len(c.node(x).run_round()) for x in ("n2", "n5")] == [SIM.fanout] * 2
 
 
 # -- real nodes' threads: waves on the probe pool -------------------------------------------------

@@ -6,7 +6,7 @@ import random
 
 from harness.sim import SimCluster
 from node import wire
-from node.membership import Members, admit, select_targets
+from node.membership import Members, Pace, admit, select_targets
 from node.protocol import NODE_APP, Entry, select_peers
 
 REAL = ["10.0.0.2:80", "10.0.0.3:80"]
@@ -71,3 +71,15 @@ def test_in_a_cluster_fed_fake_peers_news_still_spreads_and_a_newcomer_joins():
     assert c.run_until(lambda: len(c.holders("10.3.0.2:80")) == 6, max_rounds=15) is not None
     assert all(c.address(late) in c.node(n).peers() for n in c.nodes if n != late)
     assert c.address(late) in c.node("n2").member_peers()  # the seed it joined through has seen it
+
+
+def test_pace_asks_the_full_fanout_while_the_store_changes_and_the_rest_fanout_once_it_is_still():
+    pace = Pace(3, rest=1, settle=4)
+    assert [pace.next(7) for _ in range(6)] == [3, 3, 3, 3, 1, 1]  # still for 4 rounds: rest
+    assert [pace.next(8), pace.next(8)] == [3, 3]  # a write, merge or sweep: full again
+    assert [pace.next(8) for _ in range(3)] == [3, 3, 1]
+
+
+def test_pace_without_a_rest_fanout_always_asks_the_full_fanout():
+    assert {Pace(3, rest=0, settle=1).next(1) for _ in range(20)} == {3}
+    assert Pace(2, rest=5, settle=0).next(1) == 2  # never above the fanout
