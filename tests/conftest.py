@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -70,14 +72,19 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture
-def server(node):
-    """The node served by waitress as ``python -m node`` serves it, on a free port; yields its port."""
-    srv = make_server(node, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
+@contextlib.contextmanager
+def serving(srv) -> Iterator[int]:
+    """Run the waitress server ``srv`` in a daemon thread; yield its port; close it and its workers after."""
+    threading.Thread(target=srv.run, daemon=True).start()
     try:
         yield srv.effective_port
     finally:
         srv.close()
         srv.task_dispatcher.shutdown()
+
+
+@pytest.fixture
+def server(node):
+    """The node served by waitress as ``python -m node`` serves it, on a free port; yields its port."""
+    with serving(make_server(node, "127.0.0.1", 0)) as port:
+        yield port

@@ -17,6 +17,8 @@ import waitress  # type: ignore[import-untyped]
 
 from node.__main__ import node_channel
 
+from .conftest import serving
+
 HIGH_WATERMARK = 8 << 20  # half waitress's 16 MiB; still more than loopback's socket buffers take at once
 
 
@@ -41,13 +43,8 @@ def big_server():
     srv = waitress.create_server(app, host="127.0.0.1", port=0, threads=2, asyncore_use_poll=True,
                                  outbuf_high_watermark=HIGH_WATERMARK, clear_untrusted_proxy_headers=True)
     srv.channel_class = node_channel()
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        yield srv.effective_port
-    finally:
-        srv.close()
-        srv.task_dispatcher.shutdown()
+    with serving(srv) as port:
+        yield port
 
 
 def read_response(s: socket.socket, wait: float) -> bytes:
